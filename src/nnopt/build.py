@@ -1,0 +1,97 @@
+"""Instantiate data, model, LightningModule, callbacks, loggers and trainer from a validated config.
+
+Callbacks come from three places, all name-keyed: `callbacks.*`, and the `schedule`/`compression`
+groups (an option with a `_target_` is one callback; an option with a `callbacks:` mapping adds several).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nnopt.callbacks.throughput import TrainThroughput
+from nnopt.data.base import InMemoryDataModule
+from nnopt.lit import Classifier
+from nnopt.tracking import configure_wandb
+
+log = logging.getLogger(__name__)
+
+#: keys of a group option that describe it but are not constructor arguments
+META_KEYS = ("name",)
+CALLBACK_GROUPS = ("schedule", "compression")
+
+
+def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
+    node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    for key in META_KEYS:
+        node.pop(key, None)
+    return instantiate(node, **kwargs, _convert_="all")
+
+
+def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
+    dm = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
+    dm.prepare()  # load and check now: shapes are needed for the model, errors must come before training
+    return dm
+
+
+def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int):
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.pop("name", None)
+    return instantiate(model_cfg, in_shape=list(in_shape), num_classes=num_classes, _convert_="all")
+
+
+def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
+    net = build_net(cfg, dm.input_shape, dm.num_classes)
+    return Classifier(
+        net=net,
+        optimizer=instantiate(cfg.optimizer),
+        num_classes=dm.num_classes,
+        label_smoothing=cfg.get("label_smoothing", 0.0),
+        l1=cfg.get("l1", 0.0),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def _named(node: DictConfig | None) -> dict[str, Any]:
+    if node is None:
+        return {}
+    return {k: v for k, v in node.items() if v is not None}
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    callbacks: list[pl.Callback] = []
+    for name, node in _named(cfg.get("callbacks")).items():
+        if "_target_" in node:
+            callbacks.append(instantiate_node(node))
+        else:
+            log.debug("callbacks.%s has no _target_; skipped", name)
+    for group in CALLBACK_GROUPS:
+        node = cfg.get(group)
+        if node is None:
+            continue
+        if "_target_" in node:
+            callbacks.append(instantiate_node(node))
+        for sub in _named(node.get("callbacks")).values():
+            callbacks.append(instantiate_node(sub))
+    callbacks.append(TrainThroughput())
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[pl.loggers.Logger]:
+    loggers = []
+    for name, node in _named(cfg.get("logger")).items():
+        node = OmegaConf.to_container(node, resolve=True)
+        if name == "wandb":
+            configure_wandb(bool(node.pop("online", False)), cfg.paths.output_dir)
+        else:
+            node.pop("online", None)
+        loggers.append(instantiate(node, _convert_="all"))
+    return loggers
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")

@@ -1,0 +1,1 @@
+"""Cross-cutting callbacks (each one file, one concern)."""

@@ -1,0 +1,223 @@
+"""Typed schemas for the config groups, checked before anything is built.
+
+Each group has a dataclass whose fields carry a type and an allowed range. Only keys present in the
+composed config are checked (options may carry extra keys for their targets), so adding an option never
+needs a schema change, but a bad value of a known key always fails early with one line.
+Later layers register their own group schemas with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nnopt.errors import ConfigError
+
+
+def spec(
+    kind: type | tuple[type, ...],
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    choices: Sequence[Any] | None = None,
+    each: bool = False,
+    nullable: bool = True,
+) -> Any:
+    """A schema field: `kind` of the value (of each item when `each`), optional bounds or choices."""
+    return field(
+        default=None,
+        metadata=dict(kind=kind, gt=gt, ge=ge, lt=lt, le=le, choices=choices, each=each, nullable=nullable),
+    )
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def _bounds_text(meta: Mapping[str, Any]) -> str:
+    parts = []
+    for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if meta[key] is not None:
+            parts.append(f"{sym} {meta[key]}")
+    return " and ".join(parts)
+
+
+def _check_value(path: str, value: Any, meta: Mapping[str, Any]) -> None:
+    kind = meta["kind"]
+    allowed = _kind_name(kind)
+    if meta["choices"] is not None:
+        if value not in meta["choices"]:
+            opts = ", ".join(str(c) for c in meta["choices"])
+            raise ConfigError(f"{path}={value!r} is not allowed; choose one of: {opts}")
+        return
+    if not _type_ok(value, kind):
+        raise ConfigError(f"{path}={value!r} has the wrong type; expected {allowed}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}={value!r} must be a finite number")
+        ok = all(
+            (
+                meta["gt"] is None or value > meta["gt"],
+                meta["ge"] is None or value >= meta["ge"],
+                meta["lt"] is None or value < meta["lt"],
+                meta["le"] is None or value <= meta["le"],
+            )
+        )
+        if not ok:
+            raise ConfigError(f"{path}={value!r} is out of range; allowed: {allowed} {_bounds_text(meta)}")
+
+
+def check_node(prefix: str, node: Mapping[str, Any] | None, schema: type) -> None:
+    """Check the keys of `node` that `schema` knows; raise ConfigError on the first bad one."""
+    if node is None:
+        return
+    for f in fields(schema):
+        if f.name not in node:
+            continue
+        value = node[f.name]
+        meta = f.metadata
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        if value is None:
+            if not meta["nullable"]:
+                raise ConfigError(f"{path} must be set; expected {_kind_name(meta['kind'])}")
+            continue
+        if meta["each"]:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{path}={value!r} must be a list of {_kind_name(meta['kind'])}")
+            for i, item in enumerate(value):
+                _check_value(f"{path}[{i}]", item, meta)
+        else:
+            _check_value(path, value, meta)
+
+
+@dataclass
+class RootSchema:
+    seed: int = spec(int, ge=0, nullable=False)
+    task_name: str = spec(str, nullable=False)
+    train: bool = spec(bool, nullable=False)
+    test: bool = spec(bool, nullable=False)
+    test_ckpt: str = spec(str, choices=("best", "last"))
+    ckpt_path: str = spec(str)
+    label_smoothing: float = spec(float, ge=0.0, lt=1.0)
+    l1: float = spec(float, ge=0.0)
+    compile: bool = spec(bool)
+
+
+@dataclass
+class DataSchema:
+    name: str = spec(str, nullable=False)
+    batch_size: int = spec(int, gt=0, nullable=False)
+    eval_batch_size: int = spec(int, gt=0)
+    val_fraction: float = spec(float, ge=0.0, lt=1.0)
+    test_fraction: float = spec(float, ge=0.0, lt=1.0)
+    size: int = spec(int, ge=4, le=512)
+    num_samples: int = spec(int, gt=0)
+    num_classes: int = spec(int, ge=2)
+    shape: int = spec(int, gt=0, each=True)
+    noise: float = spec(float, ge=0.0)
+    dir: str = spec(str)
+    on_device: bool = spec(bool)
+    split_seed: int = spec(int, ge=0)
+
+
+@dataclass
+class ModelSchema:
+    name: str = spec(str, nullable=False)
+    channels: int = spec(int, gt=0, each=True)
+    batch_norm: bool = spec(bool)
+    dropout: float = spec(float, ge=0.0, lt=1.0)
+
+
+@dataclass
+class OptimizerSchema:
+    lr: float = spec(float, gt=0.0, nullable=False)
+    weight_decay: float = spec(float, ge=0.0)
+    momentum: float = spec(float, ge=0.0, lt=1.0)
+    nesterov: bool = spec(bool)
+    betas: float = spec(float, ge=0.0, lt=1.0, each=True)
+    eps: float = spec(float, gt=0.0)
+    alpha: float = spec(float, gt=0.0, lt=1.0)
+    lr_decay: float = spec(float, ge=0.0)
+
+
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
+
+
+@dataclass
+class TrainerSchema:
+    accelerator: str = spec(str, choices=("auto", "cpu", "gpu", "cuda", "mps"))
+    max_epochs: int = spec(int, ge=1, nullable=False)
+    min_epochs: int = spec(int, ge=0)
+    precision: str = spec((str, int), choices=PRECISIONS + (32, 64, 16))
+    deterministic: bool = spec(bool)
+    accumulate_grad_batches: int = spec(int, ge=1)
+    gradient_clip_val: float = spec(float, gt=0.0)
+    check_val_every_n_epoch: int = spec(int, ge=1)
+    log_every_n_steps: int = spec(int, ge=1)
+    num_nodes: int = spec(int, ge=1)
+    limit_train_batches: float = spec((int, float), gt=0)
+    limit_val_batches: float = spec((int, float), ge=0)
+    limit_test_batches: float = spec((int, float), gt=0)
+    overfit_batches: float = spec((int, float), ge=0)
+
+
+#: group name -> schema; later layers add theirs with register().
+GROUP_SCHEMAS: dict[str, type] = {
+    "data": DataSchema,
+    "model": ModelSchema,
+    "optimizer": OptimizerSchema,
+    "trainer": TrainerSchema,
+}
+
+
+def register(group: str, schema: type) -> None:
+    GROUP_SCHEMAS[group] = schema
+
+
+def _plain(cfg: Any) -> Any:
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the composed run config; raises ConfigError naming the first bad value."""
+    try:
+        plain = _plain(cfg)
+    except Exception as exc:  # an interpolation that cannot resolve, a missing ??? value
+        raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
+    check_node("", plain, RootSchema)
+    for group, schema in GROUP_SCHEMAS.items():
+        node = plain.get(group)
+        if node is not None and not isinstance(node, Mapping):
+            raise ConfigError(f"{group}={node!r} must be a config group; pick an option with {group}=<name>")
+        check_node(group, node, schema)
+    model = plain.get("model") or {}
+    hidden = model.get("hidden")
+    if hidden is not None:
+        items = hidden if isinstance(hidden, list) else [hidden]
+        for i, h in enumerate(items):
+            if not _type_ok(h, int) or h <= 0:
+                raise ConfigError(f"model.hidden[{i}]={h!r} is invalid; expected positive integers")
+    trainer = plain.get("trainer") or {}
+    if trainer.get("min_epochs") and trainer["min_epochs"] > trainer.get("max_epochs", math.inf):
+        raise ConfigError(
+            f"trainer.min_epochs={trainer['min_epochs']} exceeds trainer.max_epochs={trainer['max_epochs']}"
+        )

@@ -1,0 +1,5 @@
+"""Data sources (one module each) on one shared in-memory DataModule."""
+
+from nnopt.data.base import InMemoryDataModule, TensorBatches
+
+__all__ = ["InMemoryDataModule", "TensorBatches"]

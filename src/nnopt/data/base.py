@@ -1,0 +1,204 @@
+"""In-memory data path: whole data set as tensors, batches sliced by index.
+
+Per-sample ``Dataset`` + collate costs ~0.1 ms per sample on CPU; slicing a resident tensor costs almost
+nothing, so small-model epochs are bound by the model, not the loader.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from nnopt.errors import DataError
+
+
+@dataclass
+class Arrays:
+    """Raw arrays from a source: images (N, C, H, W) or (N, H, W) and integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+class TensorBatches:
+    """Iterable of (x, y) batches sliced from resident tensors.
+
+    `batch_size` is the *global* batch: under DDP each rank takes its contiguous share of every global
+    batch, so N processes see the same samples per step as one process does.
+    The shuffle order depends on `seed` and the epoch returned by `epoch_fn`, so a resumed run sees the
+    same order as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch_fn = epoch_fn
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = len(self.x), self.batch_size
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+            order = torch.randperm(n, generator=gen).to(self.x.device)
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            if self.world_size > 1:
+                per = math.ceil((stop - start) / self.world_size)
+                start, stop = start + self.rank * per, min(start + (self.rank + 1) * per, stop)
+            if self.shuffle:
+                idx = order[start:stop]
+                yield self.x[idx], self.y[idx]
+            else:
+                yield self.x[start:stop], self.y[start:stop]
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Shared DataModule: a source implements :meth:`load_arrays`; splitting, scaling and batching live here."""
+
+    num_classes: int = 10
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 1024,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.15,
+        on_device: bool = True,
+        split_seed: int = 0,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size  # attribute name expected by Lightning's BatchSizeFinder
+        self.eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.on_device = on_device
+        self.split_seed = split_seed
+        self.seed = seed
+        self.name = name or type(self).__name__
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # -- implemented by each source -------------------------------------------------------------
+    def load_arrays(self) -> Arrays:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load, check, split and scale once (idempotent); shapes are known afterwards."""
+        if self.tensors is not None:
+            return
+        arrays = self.load_arrays()
+        x_tr, y_tr = _checked(arrays.x_train, arrays.y_train, "train")
+        rng = np.random.default_rng(self.split_seed)
+        perm = rng.permutation(len(x_tr))
+        if arrays.x_test is None:
+            n_test = int(round(len(x_tr) * self.test_fraction))
+            test_idx, perm = perm[:n_test], perm[n_test:]
+            x_te, y_te = x_tr[test_idx], y_tr[test_idx]
+        else:
+            x_te, y_te = _checked(arrays.x_test, arrays.y_test, "test")
+        n_val = int(round(len(x_tr) * self.val_fraction))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        splits = {
+            "train": (x_tr[train_idx], y_tr[train_idx]),
+            "val": (x_tr[val_idx], y_tr[val_idx]),
+            "test": (x_te, y_te),
+        }
+        for split, (x, _) in splits.items():
+            if len(x) == 0 and not (split == "val" and self.val_fraction == 0):
+                raise DataError(
+                    f"data.name={self.name}: the {split} split is empty; check the fractions/files"
+                )
+        num_classes = int(max(y_tr.max(), y_te.max())) + 1
+        self.num_classes = max(num_classes, self.num_classes)
+        # Scale with train statistics only, so nothing leaks from val/test.
+        train_x = splits["train"][0].astype(np.float32)
+        mean, std = float(train_x.mean()), float(train_x.std()) or 1.0
+        self.tensors = {
+            split: (
+                torch.from_numpy((x.astype(np.float32) - mean) / std).contiguous(),
+                torch.from_numpy(y.astype(np.int64)),
+            )
+            for split, (x, y) in splits.items()
+        }
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        self.prepare()
+        return tuple(self.tensors["train"][0].shape[1:])
+
+    def split_sizes(self) -> dict[str, int]:
+        self.prepare()
+        return {k: len(v[0]) for k, v in self.tensors.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+        trainer = self.trainer
+        if self.on_device and trainer is not None and trainer.strategy.root_device.type == "cuda":
+            device = trainer.strategy.root_device
+            self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.tensors.items()}
+
+    def _batches(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
+        self.prepare()
+        x, y = self.tensors[split]
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(
+            x,
+            y,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.test_dataloader()
+
+
+def _checked(x: np.ndarray, y: np.ndarray | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if y is None or len(x) != len(y):
+        raise DataError(f"{split} split: {len(x)} images but {0 if y is None else len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{split} split is empty")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{split} images must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
+    if y.min() < 0:
+        raise DataError(f"{split} labels must be >= 0, got {int(y.min())}")
+    return x, y

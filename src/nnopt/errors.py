@@ -1,0 +1,17 @@
+"""The one exception family for bad input: entry points turn it into one clean line and exit 2."""
+
+
+class NnoptError(Exception):
+    """Bad user input (config, data, checkpoint): reported as one line, never as a traceback."""
+
+
+class ConfigError(NnoptError):
+    """A config value is missing, of the wrong type or out of range."""
+
+
+class DataError(NnoptError):
+    """A data set is missing, corrupt, truncated or inconsistent."""
+
+
+class CheckpointError(NnoptError):
+    """A checkpoint is missing, unreadable or belongs to another config."""

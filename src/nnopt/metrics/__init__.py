@@ -1,0 +1,1 @@
+"""Metric names (one place), the summary.json contract, and efficiency measures."""

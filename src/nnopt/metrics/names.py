@@ -1,0 +1,19 @@
+"""Metric names: defined once, used by the LightningModule, callbacks, summary, report and tests."""
+
+TRAIN, VAL, TEST = "train", "val", "test"
+STAGES = (TRAIN, VAL, TEST)
+
+ACC, PRECISION, RECALL, F1, LOSS = "acc", "precision", "recall", "f1", "loss"
+#: classification metrics computed by torchmetrics on val/test (macro averages for P/R/F1)
+CLASS_METRICS = (ACC, PRECISION, RECALL, F1)
+
+
+def key(stage: str, name: str) -> str:
+    """'val', 'acc' -> 'val/acc' (the name logged and stored in summary.json)."""
+    return f"{stage}/{name}"
+
+
+VAL_ACC = key(VAL, ACC)
+VAL_LOSS = key(VAL, LOSS)
+VAL_ACC_BEST = key(VAL, "acc_best")
+TRAIN_LOSS = key(TRAIN, LOSS)

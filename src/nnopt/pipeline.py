@@ -1,0 +1,191 @@
+"""One run, as data: validate -> build -> fit/test -> summary.json. Shared by train and eval."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from nnopt.callbacks.throughput import TrainThroughput
+from nnopt.errors import CheckpointError
+from nnopt.lit import CONFIG_KEY, Classifier
+from nnopt.metrics import efficiency
+from nnopt.metrics import names as N
+from nnopt.metrics import summary as S
+from nnopt.metrics.plots import confusion_matrix_png
+from nnopt.tracking import finish_wandb
+
+log = logging.getLogger("nnopt")
+#: groups whose chosen option name goes into summary["choices"]
+CHOICE_GROUPS = ("data", "model", "optimizer", "schedule", "compression", "trainer", "callbacks", "logger",
+                 "experiment", "debug", "hparams_search")  # fmt: skip
+
+
+def choices(cfg: DictConfig) -> dict[str, Any]:
+    """The chosen option of every config group (from Hydra when it ran us, else from `name` keys)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        picked = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+        if picked:
+            return dict(picked)
+    return {
+        g: cfg[g].get("name")
+        for g in CHOICE_GROUPS
+        if isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]
+    }
+
+
+def overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def base_summary(cfg: DictConfig) -> dict[str, Any]:
+    summary = S.empty_summary()
+    summary.update(
+        {
+            S.SEED: cfg.get("seed"),
+            S.CHOICES: choices(cfg),
+            "task_name": cfg.get("task_name"),
+            "tags": list(cfg.get("tags") or []),
+            "overrides": overrides(),
+            "run_dir": str(Path(cfg.paths.output_dir).resolve()),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    return summary
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (weights_only: no arbitrary pickles) or raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"ckpt_path={path} is not a readable nnopt checkpoint ({first[:200]})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or CONFIG_KEY not in ckpt:
+        raise CheckpointError(f"ckpt_path={path} is not an nnopt checkpoint (no state_dict/config in it)")
+    return ckpt
+
+
+def check_resume(cfg: DictConfig) -> str | None:
+    """Refuse to resume from a checkpoint of another model or data set."""
+    if not cfg.get("ckpt_path"):
+        return None
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    saved = ckpt[CONFIG_KEY]
+    for group in ("model", "data"):
+        mine = OmegaConf.to_container(cfg[group], resolve=True)
+        theirs = saved.get(group, {})
+        keys = [k for k in mine if k not in ("batch_size", "eval_batch_size", "on_device", "dir")]
+        diff = [k for k in keys if mine.get(k) != theirs.get(k)]
+        if diff:
+            k = diff[0]
+            raise CheckpointError(
+                f"ckpt_path={cfg.ckpt_path} was trained with {group}.{k}={theirs.get(k)!r}, "
+                f"this run has {group}.{k}={mine.get(k)!r}; resume with the same {group} config"
+            )
+    return str(cfg.ckpt_path)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if value is not None else None
+
+
+def test_and_measure(
+    trainer: pl.Trainer, lit: Classifier, dm: pl.LightningDataModule, cfg: DictConfig, ckpt_path: str | None
+) -> dict[str, Any]:
+    """Test `lit` (optionally from a checkpoint), save the confusion matrix, measure efficiency."""
+    out: dict[str, Any] = {}
+    results = trainer.test(lit, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
+    metrics = results[0] if results else {}
+    for name in (*N.CLASS_METRICS, N.LOSS):
+        out[N.key(N.TEST, name)] = _metric(metrics, N.key(N.TEST, name))
+    if trainer.is_global_zero:
+        confusion_matrix_png(lit.confusion.compute(), Path(cfg.paths.output_dir) / "confusion_matrix.png")
+        eff = cfg.get("efficiency") or {}
+        out.update(
+            efficiency.measure(
+                lit.deployable(), dm.input_shape, eff.get("latency_repeats", 20), eff.get("latency_warmup", 3)
+            )
+        )
+    lit.confusion.reset()
+    return out
+
+
+def training_stats(trainer: pl.Trainer) -> dict[str, Any]:
+    timer = next((c for c in trainer.callbacks if isinstance(c, TrainThroughput)), None)
+    stats: dict[str, Any] = {
+        S.TRAIN_EPOCHS: trainer.current_epoch,
+        S.TRAIN_PEAK_MEM: efficiency.peak_memory_mb(),
+    }
+    if timer is not None:
+        stats[S.TRAIN_TIME] = timer.time_s
+        stats[S.TRAIN_SAMPLES_PER_S] = timer.samples_per_s(trainer.world_size)
+    ckpt_cb = trainer.checkpoint_callback
+    if ckpt_cb is not None and getattr(ckpt_cb, "best_model_path", ""):
+        stats["ckpt/best"] = ckpt_cb.best_model_path
+        stats["ckpt/last"] = getattr(ckpt_cb, "last_model_path", None)
+    return stats
+
+
+def report_summary(summary: dict[str, Any], loggers: list) -> None:
+    """Hand the final numbers to loggers that keep a run summary (W&B), print a short table."""
+    numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.summary.update({f"summary/{k}": v for k, v in numeric.items()})
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"nnopt run: {summary.get(S.STATUS)}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (S.TEST_ACC, S.TEST_F1, S.VAL_ACC_BEST, S.PARAMS, S.SPARSITY, S.SIZE_BYTES, S.LATENCY_B1,
+                S.LATENCY_B256, S.TRAIN_TIME, S.TRAIN_EPOCHS):  # fmt: skip
+        value = summary.get(key)
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
+
+
+class RunRecorder:
+    """Context manager: whatever happens inside, rank zero writes summary.json (atomically) at exit."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.summary = base_summary(cfg)
+        self.loggers: list = []
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.summary[S.STATUS] = S.COMPLETED
+        else:
+            self.summary[S.STATUS] = S.FAILED
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.summary[S.ERROR] = f"{type(exc).__name__}: {first}"
+        self.summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        try:
+            if rank_zero_only.rank == 0:
+                path = S.write_summary(self.cfg.paths.output_dir, self.summary)
+                log.info("summary: %s", path)
+                if exc is None:
+                    report_summary(self.summary, self.loggers)
+        finally:
+            finish_wandb()
