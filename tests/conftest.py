@@ -1,0 +1,63 @@
+"""Shared test helpers: compose configs in-process, or run the CLIs as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import nnopt.config.resolvers  # noqa: F401
+from nnopt.config import CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+#: fast settings for in-process runs on digits
+FAST = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+        "efficiency.latency_repeats=2", "efficiency.latency_warmup=1"]  # fmt: skip
+
+
+def make_cfg(out_dir: Path, *overrides: str, config_name: str = "train", fast: bool = True) -> DictConfig:
+    """Compose a run config the way `nnopt-train` does, with its output in `out_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name=config_name,
+            overrides=[*(FAST if fast and config_name == "train" else []), *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.log_dir = str(out_dir / "logs")
+        del cfg.hydra
+    return cfg
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocess runs: offline W&B, loopback, no inherited cluster/rank variables."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "WANDB_", "NNOPT_RUN_STAMP", "PL_", "TORCHELASTIC"))
+        and k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT", "MASTER_ADDR")
+    }
+    env.update(WANDB_MODE="offline", MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+    env.update(extra)
+    return env
+
+
+def run_cli(module: str, *args: str, log_dir: Path, timeout: int = 300, env: dict | None = None):
+    """Run `python -m nnopt.<module> args` with all output under `log_dir`; returns CompletedProcess."""
+    cmd = [sys.executable, "-m", f"nnopt.{module}", f"paths.log_dir={log_dir}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or cli_env(), cwd=ROOT)
+
+
+@pytest.fixture
+def digits_cfg(tmp_path: Path) -> DictConfig:
+    return make_cfg(tmp_path)
