@@ -54,7 +54,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def run_cli(module: str, *args: str, log_dir: Path, timeout: int = 300, env: dict | None = None):
     """Run `python -m nnopt.<module> args` with all output under `log_dir`; returns CompletedProcess."""
-    cmd = [sys.executable, "-m", f"nnopt.{module}", f"paths.log_dir={log_dir}", *args]
+    cmd = [sys.executable, "-m", f"nnopt.{module}", *args, f"paths.log_dir={log_dir}"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or cli_env(), cwd=ROOT)
 
 

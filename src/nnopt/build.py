@@ -10,11 +10,13 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.data.base import InMemoryDataModule
+from nnopt.errors import NnoptError
 from nnopt.lit import Classifier
 from nnopt.tracking import configure_wandb
 
@@ -23,6 +25,19 @@ log = logging.getLogger(__name__)
 #: keys of a group option that describe it but are not constructor arguments
 META_KEYS = ("name",)
 CALLBACK_GROUPS = ("schedule", "compression")
+
+
+def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, but our own bad-input errors come out unwrapped (one clean line)."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, NnoptError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:

@@ -22,8 +22,9 @@ from nnopt.errors import NnoptError
 
 log = logging.getLogger("nnopt")
 BAD_INPUT_EXIT, FAILURE_EXIT = 2, 1
-_SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-                  "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun"}  # fmt: skip
+#: flags that print instead of running, or that point Hydra at configs the pre-check cannot see
+_SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--config-dir", "-cd",
+                  "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun"}  # fmt: skip
 
 
 def full_error() -> bool:

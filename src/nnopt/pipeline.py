@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from nnopt.callbacks.throughput import TrainThroughput
-from nnopt.errors import CheckpointError
+from nnopt.errors import CheckpointError, NnoptError
 from nnopt.lit import CONFIG_KEY, Classifier
 from nnopt.metrics import efficiency
 from nnopt.metrics import names as N
@@ -171,7 +172,27 @@ class RunRecorder:
         self.loggers: list = []
 
     def __enter__(self) -> RunRecorder:
+        self._fresh_dir = not (Path(self.cfg.paths.output_dir) / S.FILENAME).exists()
         return self
+
+    def _discard_on_bad_input(self) -> bool:
+        """A single run rejected for bad input leaves no run dir behind (a sweep keeps it for its report).
+
+        Only a dir this run created and that holds nothing but Hydra's own files is removed.
+        """
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN or not self._fresh_dir:
+            return False
+        out = Path(self.cfg.paths.output_dir)
+        if rank_zero_only.rank != 0 or not out.is_dir():
+            return False
+        allowed = {".hydra", f"{HydraConfig.get().job.name}.log"}
+        if any(p.name not in allowed for p in out.iterdir()):
+            return False
+        shutil.rmtree(out, ignore_errors=True)
+        return True
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is None:
@@ -182,6 +203,8 @@ class RunRecorder:
             self.summary[S.ERROR] = f"{type(exc).__name__}: {first}"
         self.summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
+            if isinstance(exc, NnoptError) and self._discard_on_bad_input():
+                return
             if rank_zero_only.rank == 0:
                 path = S.write_summary(self.cfg.paths.output_dir, self.summary)
                 log.info("summary: %s", path)

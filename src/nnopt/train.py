@@ -38,14 +38,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(lit, datamodule=dm, ckpt_path=resume)
             best = trainer.callback_metrics.get(N.VAL_ACC_BEST)
             rec.summary[S.VAL_ACC_BEST] = float(best) if best is not None else None
-        if cfg.test:
-            use_best = (
-                cfg.train
-                and cfg.test_ckpt == "best"
-                and getattr(trainer.checkpoint_callback, "best_model_path", "")
-            )
-            rec.summary.update(pipeline.test_and_measure(trainer, lit, dm, cfg, "best" if use_best else None))
+        # read before testing: loading the best checkpoint for test restores the checkpoint callback's old state
         rec.summary.update(pipeline.training_stats(trainer))
+        if cfg.test:
+            use_best = cfg.train and cfg.test_ckpt == "best" and rec.summary.get("ckpt/best")
+            rec.summary.update(pipeline.test_and_measure(trainer, lit, dm, cfg, "best" if use_best else None))
     return rec.summary
 
 
