@@ -35,7 +35,7 @@ def class_metrics(num_classes: int) -> MetricCollection:
     kwargs = {N.ACC: {"average": "micro"}}
     return MetricCollection(
         {
-            name: makers[name](num_classes=num_classes, **kwargs.get(name, {"average": "macro"}))
+            name: makers[name](num_classes=num_classes, validate_args=False, **kwargs.get(name, {"average": "macro"}))
             for name in makers
         }
     )
@@ -69,7 +69,9 @@ class Classifier(pl.LightningModule):
             self.loss_terms["l1"] = l1_penalty(l1)
         self.run_config = run_config or {}
         self.deploy_net: nn.Module | None = None
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        # Train accuracy as two running counts: a torchmetrics update per step costs more than a small model's step.
+        self._train_correct = torch.zeros((), dtype=torch.long)
+        self._train_seen = 0
         self.stage_metrics = nn.ModuleDict(
             {N.VAL: class_metrics(num_classes), N.TEST: class_metrics(num_classes)}
         )
@@ -85,20 +87,30 @@ class Classifier(pl.LightningModule):
         ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == N.TRAIN else 0.0)
         if stage == N.TRAIN:
             loss = self.ce_weight * ce
+            log_now = self._log_this_step()
             for name, term in self.loss_terms.items():
                 value = term(self, x, logits, y)
-                self.log(
-                    N.key(N.TRAIN, f"loss_{name}"), value, on_step=True, on_epoch=False, batch_size=len(y)
-                )
+                if log_now:
+                    self.log(N.key(N.TRAIN, f"loss_{name}"), value, on_step=True, on_epoch=False, batch_size=len(y))
                 loss = loss + value
-            self.train_acc.update(logits.detach(), y)
-            self.log(N.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+            self._train_correct = self._train_correct.to(y.device) + (logits.detach().argmax(1) == y).sum()
+            self._train_seen += len(y)
+            if log_now:
+                self.log(N.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
             return loss
         self.stage_metrics[stage].update(logits, y)
         if stage == N.TEST:
             self.confusion.update(logits, y)
         self.log(N.key(stage, N.LOSS), ce, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         return ce
+
+    def _log_this_step(self) -> bool:
+        """Per-step values reach loggers only every `log_every_n_steps`; skipping `self.log` on the other steps
+        saves ~0.3 ms/step, which is most of the framework cost for small models."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or self.global_step == 0
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, N.TRAIN)
@@ -110,8 +122,10 @@ class Classifier(pl.LightningModule):
         return self._step(batch, N.TEST)
 
     def on_train_epoch_end(self) -> None:
-        self.log(N.key(N.TRAIN, N.ACC), self.train_acc.compute(), prog_bar=True)
-        self.train_acc.reset()
+        if self._train_seen:
+            acc = self._train_correct.float() / self._train_seen
+            self.log(N.key(N.TRAIN, N.ACC), acc, prog_bar=True, sync_dist=True)
+        self._train_correct, self._train_seen = torch.zeros((), dtype=torch.long), 0
 
     def _log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         values = self.stage_metrics[stage].compute()  # torchmetrics syncs across DDP ranks here

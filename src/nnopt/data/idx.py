@@ -78,8 +78,8 @@ class IDXDataModule(InMemoryDataModule):
             if arrays[key].ndim != 1:
                 raise DataError(f"{IDX_FILES[key]}: expected labels of shape (N,), got {arrays[key].shape}")
         return Arrays(
-            arrays["x_train"].astype(np.float32) / 255.0,
+            np.multiply(arrays["x_train"], 1 / 255, dtype=np.float32),
             arrays["y_train"].astype(np.int64),
-            arrays["x_test"].astype(np.float32) / 255.0,
+            np.multiply(arrays["x_test"], 1 / 255, dtype=np.float32),
             arrays["y_test"].astype(np.int64),
         )
