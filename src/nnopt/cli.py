@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from nnopt.config import CONFIG_DIR
 from nnopt.errors import NnoptError
 
 log = logging.getLogger("nnopt")
+# Lightning 2.6 on torch 2.13 warns about its own pytree use on every run: noise, not the user's problem.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 BAD_INPUT_EXIT, FAILURE_EXIT = 2, 1
 #: flags that print instead of running, or that point Hydra at configs the pre-check cannot see
 _SKIP_PRECHECK = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--config-dir", "-cd",

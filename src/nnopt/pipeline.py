@@ -201,6 +201,8 @@ class RunRecorder:
             self.summary[S.STATUS] = S.FAILED
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self.summary[S.ERROR] = f"{type(exc).__name__}: {first}"
+            if getattr(exc, "step", None) is not None:  # e.g. TrainingDiverged
+                self.summary["failed_at_step"] = exc.step
         self.summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
             if isinstance(exc, NnoptError) and self._discard_on_bad_input():

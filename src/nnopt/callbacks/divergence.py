@@ -1,0 +1,34 @@
+"""Stop a run whose training loss stops being finite, naming the step, instead of training on NaNs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"training diverged: loss={value} at step {step}")
+        self.step = step
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Raise :class:`TrainingDiverged` at the first non-finite training loss.
+
+    The run then ends with `status: failed` and the step in its summary; in a sweep the other jobs go on.
+    `check_every_n_steps` > 1 trades detection latency for fewer host syncs on GPUs.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        self.check_every_n_steps = max(1, int(check_every_n_steps))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx % self.check_every_n_steps:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise TrainingDiverged(trainer.global_step, float(loss.detach().float().mean()))
