@@ -14,7 +14,7 @@ import nnopt.config.resolvers  # noqa: F401
 from nnopt import build, cli, pipeline
 from nnopt.config import CONFIG_DIR
 from nnopt.config.schema import validate
-from nnopt.errors import CheckpointError
+from nnopt.errors import CheckpointError, ConfigError
 from nnopt.lit import CONFIG_KEY
 
 log = logging.getLogger("nnopt")
@@ -37,6 +37,8 @@ def run_config_from(cfg: DictConfig, saved: dict[str, Any]) -> DictConfig:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     with pipeline.RunRecorder(cfg) as rec:
+        if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+            raise ConfigError("ckpt_path is required: nnopt-eval ckpt_path=<path/to/checkpoint.ckpt>")
         ckpt = pipeline.load_checkpoint(cfg.ckpt_path)
         run_cfg = run_config_from(cfg, ckpt[CONFIG_KEY])
         rec.summary[pipeline.S.CHOICES] = pipeline.choices(run_cfg)

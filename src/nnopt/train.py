@@ -24,13 +24,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test per `cfg`; returns the summary (also written to <output_dir>/summary.json)."""
     with pipeline.RunRecorder(cfg) as rec:
         validate(cfg)
+        resume = pipeline.check_resume(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
         lit = build.build_module(cfg, dm)
         callbacks = build.build_callbacks(cfg)
         rec.loggers = build.build_loggers(cfg)
         trainer = build.build_trainer(cfg, callbacks, rec.loggers)
-        resume = pipeline.check_resume(cfg)
         for logger in rec.loggers:
             logger.log_hyperparams(lit.run_config)
         if cfg.train:

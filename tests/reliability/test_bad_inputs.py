@@ -1,0 +1,145 @@
+"""The bad-input battery: every bad value ends in one readable line, a non-zero exit, and nothing else changed.
+
+Entry points run in-process (same `main()` as the console scripts) so ~40 cases take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from nnopt import eval as nnopt_eval
+from nnopt import train
+from nnopt.config import resolvers
+from nnopt.metrics import summary as S
+from tests.data.test_sources import write_idx, write_mnist_dir
+
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar=null",
+        "callbacks.model_summary=null", "efficiency.latency_repeats=1"]  # fmt: skip
+
+
+def invoke(main, args: list[str], monkeypatch, capfd) -> tuple[int, str]:
+    """Run a console entry point in-process; returns (exit code, stderr)."""
+    GlobalHydra.instance().clear()
+    monkeypatch.delenv(resolvers.STAMP_ENV, raising=False)
+    monkeypatch.setattr(sys, "argv", ["nnopt", *args])
+    capfd.readouterr()
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    return code, capfd.readouterr().err
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A log dir holding one completed run (summary + checkpoints), and data files of every kind of defect."""
+    root = tmp_path_factory.mktemp("battery")
+    logs = root / "logs"
+    GlobalHydra.instance().clear()
+    from tests.conftest import make_cfg
+
+    good = train.run(make_cfg(logs / "train" / "runs" / "good", "trainer.max_epochs=1"))
+    assert good[S.STATUS] == S.COMPLETED
+    other = train.run(make_cfg(root / "other", "trainer.max_epochs=1", "model.hidden=[32]"))
+    data = root / "data"
+    dirs = {}
+    for name in ("corrupt", "truncated", "magic", "mismatch", "empty"):
+        dirs[name] = write_mnist_dir(data / name)
+    (dirs["corrupt"] / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    raw = (dirs["truncated"] / "t10k-images-idx3-ubyte.gz").read_bytes()
+    import gzip
+
+    full = gzip.decompress(raw)
+    (dirs["truncated"] / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(full[:-100]))
+    (dirs["magic"] / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x08\x03\x00\x01" + full[4:]))
+    write_idx(dirs["mismatch"] / "t10k-labels-idx1-ubyte.gz", np.zeros(7))
+    write_idx(dirs["empty"] / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+    write_idx(dirs["empty"] / "t10k-labels-idx1-ubyte.gz", np.zeros(0))
+    text = root / "notes.ckpt"
+    text.write_text("this is not a checkpoint")
+    return {"root": root, "logs": logs, "dirs": dirs, "good": good, "other": other, "text": text}
+
+
+# (entry point, arguments, text the one error line must contain); {placeholders} are filled from `world`
+CASES = [
+    ("train", ["optimizer=foo"], "unknown optimizer option 'foo'; choose one of: adagrad"),
+    ("train", ["model=resnet50"], "unknown model option 'resnet50'; choose one of: cnn, lenet5, mlp"),
+    ("train", ["data=cifar10"], "unknown data option 'cifar10'; choose one of: digits"),
+    ("train", ["trainer=tpu"], "unknown trainer option 'tpu'"),
+    ("train", ["logger=mlflowx"], "unknown logger option 'mlflowx'"),
+    ("train", ["callbacks=fancy"], "unknown callbacks option 'fancy'"),
+    ("train", ["experiment=nope"], "unknown experiment option 'nope'"),
+    ("train", ["debug=slow"], "unknown debug option 'slow'"),
+    ("train", ["schedule=zigzag"], "unknown schedule option 'zigzag'"),
+    ("train", ["compression=zip"], "unknown compression option 'zip'"),
+    ("train", ["nosuchkey=1"], "Could not override 'nosuchkey'"),
+    ("train", ["optimizer.lr=-1"], "optimizer.lr=-1 is out of range; allowed: a number > 0.0"),
+    ("train", ["optimizer.lr=0"], "optimizer.lr=0 is out of range"),
+    ("train", ["optimizer.lr=fast"], "optimizer.lr='fast' has the wrong type; expected a number"),
+    ("train", ["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1 is out of range"),
+    ("train", ["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum=1.5 is out of range"),
+    ("train", ["optimizer.betas=[0.9,1.2]"], "optimizer.betas[1]=1.2 is out of range"),
+    ("train", ["data.batch_size=0"], "data.batch_size=0 is out of range; allowed: an integer > 0"),
+    ("train", ["data.batch_size=-1"], "data.batch_size=-1 is out of range"),
+    ("train", ["data.batch_size=3.5"], "data.batch_size=3.5 has the wrong type; expected an integer"),
+    ("train", ["data.val_fraction=1.0"], "data.val_fraction=1.0 is out of range"),
+    ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0 is out of range"),
+    ("train", ["trainer.precision=8"], "trainer.precision=8 is not allowed; choose one of"),
+    ("train", ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0 is out of range"),
+    ("train", ["model.dropout=1.0"], "model.dropout=1.0 is out of range"),
+    ("train", ["model.hidden=[0]"], "model.hidden[0]=0 is invalid; expected positive integers"),
+    ("train", ["model=lenet5", "data.size=8"], "model=lenet5 cannot take inputs of shape (1, 8, 8)"),
+    ("train", ["seed=-1"], "seed=-1 is out of range"),
+    ("train", ["label_smoothing=2"], "label_smoothing=2 is out of range"),
+    ("train", ["test_ckpt=worst"], "test_ckpt='worst' is not allowed; choose one of: best, last"),
+    ("train", ["data=fashion_mnist", "data.dir=/no/such/dir"], "data.dir=/no/such/dir does not exist"),
+    ("train", ["data=mnist", "data.dir={dirs[corrupt]}"], "train-images-idx3-ubyte.gz: cannot read"),
+    ("train", ["data=mnist", "data.dir={dirs[truncated]}"], "t10k-images-idx3-ubyte.gz: truncated or padded"),
+    ("train", ["data=mnist", "data.dir={dirs[magic]}"], "train-labels-idx1-ubyte.gz: not an IDX file"),
+    ("train", ["data=mnist", "data.dir={dirs[mismatch]}"], "test split: 20 images but 7 labels"),
+    ("train", ["data=mnist", "data.dir={dirs[empty]}"], "test split is empty"),
+    ("train", ["data=synthetic", "data.num_samples=0"], "data.num_samples=0 is out of range"),
+    ("train", ["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
+    ("train", ["ckpt_path={text}"], "is not a readable nnopt checkpoint"),
+    ("train", ["ckpt_path={other[ckpt/last]}"], "trained with model.hidden=[32], this run has model.hidden=[300, 100]"),
+    ("eval", ["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
+    ("eval", ["ckpt_path={text}"], "is not a readable nnopt checkpoint"),
+    ("eval", [], "ckpt_path is required"),
+]
+
+
+@pytest.mark.parametrize(("entry", "args", "expected"), CASES, ids=[" ".join(c[1]) or c[0] for c in CASES])
+def test_bad_input(world, entry, args, expected, monkeypatch, capfd):
+    before = snapshot(world["logs"])
+    args = [a.format(**world) for a in args]
+    main = train.main if entry == "train" else nnopt_eval.main
+    fast = FAST if entry == "train" else ["efficiency.latency_repeats=1"]
+    code, err = invoke(main, [*fast, *args, f"paths.log_dir={world['logs']}"], monkeypatch, capfd)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err[-2000:]
+    assert lines and lines[-1].startswith("nnopt: error: "), err[-2000:]
+    assert expected in lines[-1], lines[-1]
+    assert "Traceback" not in err
+    after = snapshot(world["logs"])
+    assert after == before, "a bad input changed or added files"
+    summary = json.loads((world["logs"] / "train" / "runs" / "good" / S.FILENAME).read_text())
+    assert summary[S.STATUS] == S.COMPLETED
+
+
+def test_battery_size():
+    assert len(CASES) >= 30
