@@ -1,0 +1,278 @@
+"""Gradual magnitude pruning with `torch.nn.utils.prune` on the Zhu & Gupta (2017) cubic schedule.
+
+Two phases, so that a resumed run ends exactly at the target and QAT can follow on the sparse model:
+
+* while the schedule runs, masks live in prune's reparametrisation (`weight = weight_orig * weight_mask`);
+  each step prunes the *increment* from the current to the next cumulative target (prune's `amount` is
+  relative to what is left, so an integer count of extra weights is passed: the result is exact);
+* after the last step the pruning is made permanent (plain parameters with zeros) and the masks are kept
+  enforced: gradients and weights are multiplied by them around every optimizer step. This survives module
+  swaps (QAT keeps the same Parameter objects) and leaves checkpoints, export and the summary a plain model.
+
+Checkpoints always hold plain weights (`weight = orig * mask`, which is what the model computes); the masks
+and schedule position travel in this callback's state, so `nnopt-eval` loads a pruned checkpoint into a
+fresh model and a resumed run re-applies the same masks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from nnopt.compression import keep_training_until, restart_best_tracking
+from nnopt.errors import ConfigError
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SCOPES = ("global", "layer")
+METHODS = ("unstructured", "structured")
+SPARSITY_KEY = "prune/sparsity"
+
+
+def zhu_gupta(t: int, s_f: float, s_i: float, t0: int, n: int, dt: int) -> float:
+    """Cumulative sparsity at step t: s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3, clamped to [t0, t0 + n dt]."""
+    if n == 0:
+        return s_f if t >= t0 else 0.0
+    if t < t0:
+        return 0.0
+    progress = min(1.0, (t - t0) / (n * dt))
+    return s_f + (s_i - s_f) * (1.0 - progress) ** 3
+
+
+class GradualPruning(pl.Callback):
+    """Magnitude pruning at the start of epochs `start_epoch, start_epoch + frequency, ..., end_epoch`.
+
+    `scope=global` ranks all pruned tensors together (L1), `scope=layer` prunes each to the same fraction;
+    `method=structured` removes whole output channels/neurons by Ln norm (per layer, never the output layer).
+    Only weights are pruned unless `prune_bias`; `end_epoch=None` ends the schedule at 2/3 of training.
+    """
+
+    def __init__(
+        self,
+        sparsity: float,
+        start_epoch: int = 0,
+        end_epoch: int | None = None,
+        frequency: int = 1,
+        initial_sparsity: float = 0.0,
+        scope: str = "global",
+        method: str = "unstructured",
+        norm: float = 2.0,
+        prune_bias: bool = False,
+        skip_last: bool = False,
+    ) -> None:
+        _check("sparsity", sparsity, isinstance(sparsity, (int, float)) and 0 <= sparsity < 1, "a number in [0, 1)")
+        _check("initial_sparsity", initial_sparsity, 0 <= initial_sparsity <= sparsity, f"in [0, {sparsity}]")
+        _check("start_epoch", start_epoch, isinstance(start_epoch, int) and start_epoch >= 0, "an integer >= 0")
+        _check("frequency", frequency, isinstance(frequency, int) and frequency >= 1, "an integer >= 1")
+        _check("scope", scope, scope in SCOPES, " or ".join(SCOPES))
+        _check("method", method, method in METHODS, " or ".join(METHODS))
+        _check("norm", norm, isinstance(norm, (int, float)) and norm > 0, "a number > 0")
+        if end_epoch is not None:
+            _check("end_epoch", end_epoch, isinstance(end_epoch, int) and end_epoch >= start_epoch,
+                   f"an integer >= start_epoch ({start_epoch})")  # fmt: skip
+        self.sparsity, self.initial_sparsity = float(sparsity), float(initial_sparsity)
+        self.start_epoch, self.end_epoch, self.frequency = start_epoch, end_epoch, frequency
+        self.scope, self.method, self.norm = scope, method, norm
+        self.names = ("weight", "bias") if prune_bias else ("weight",)
+        self.skip_last = skip_last or method == "structured"  # removing output classes is never wanted
+        self.applied = 0.0  # cumulative sparsity reached so far
+        self.permanent = False  # phase two: plain weights, masks enforced around optimizer steps
+        self._fixed: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self._pending: dict[str, torch.Tensor] | None = None
+        self._module: pl.LightningModule | None = None
+
+    # -- schedule ---------------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return (self.end_epoch - self.start_epoch) // self.frequency
+
+    @property
+    def last_step_epoch(self) -> int:
+        return self.start_epoch + self.steps * self.frequency
+
+    def target_at(self, epoch: int) -> float:
+        """Cumulative sparsity of the last scheduled step at or before `epoch`."""
+        if epoch < self.start_epoch:
+            return 0.0
+        t = self.start_epoch + min(self.steps, (epoch - self.start_epoch) // self.frequency) * self.frequency
+        return zhu_gupta(t, self.sparsity, self.initial_sparsity, self.start_epoch, self.steps, self.frequency)
+
+    # -- targets ----------------------------------------------------------------------------------
+    def _layers(self, pl_module: pl.LightningModule) -> list[tuple[str, nn.Module]]:
+        layers = [(n, m) for n, m in pl_module.named_modules() if isinstance(m, PRUNABLE)]
+        return layers[:-1] if self.skip_last else layers
+
+    def _targets(self, pl_module: pl.LightningModule) -> list[tuple[str, nn.Module, str]]:
+        return [(n, m, p) for n, m in self._layers(pl_module) for p in self.names if getattr(m, p, None) is not None]
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._module = pl_module
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        if self.end_epoch is None:
+            if max_epochs is None:
+                raise ConfigError("compression.end_epoch must be set when trainer.max_epochs is unlimited")
+            self.end_epoch = max(self.start_epoch, math.ceil(2 * max_epochs / 3) - 1)
+        if max_epochs is not None and self.end_epoch >= max_epochs:
+            raise ConfigError(
+                f"compression.end_epoch={self.end_epoch} is not before trainer.max_epochs={max_epochs}: "
+                "the pruning schedule would not reach its target sparsity"
+            )
+        keep_training_until(trainer, self.last_step_epoch)
+        if not self._targets(pl_module):
+            raise ConfigError(f"compression: the model has no {'/'.join(c.__name__ for c in PRUNABLE)} layer to prune")
+        if self.method == "structured":
+            for name, module in self._layers(pl_module):
+                channels = module.weight.shape[0]
+                if round(self.sparsity * channels) >= channels:
+                    raise ConfigError(
+                        f"compression.sparsity={self.sparsity} would remove every channel of layer {name} "
+                        f"({channels} channels); use a lower sparsity"
+                    )
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Re-apply masks restored from a checkpoint (weights were loaded already, with zeros in place)."""
+        if self._pending is None:
+            return
+        params = dict(pl_module.named_parameters())
+        modules = dict(pl_module.named_modules())
+        for key, mask in self._pending.items():
+            mask = mask.to(device=pl_module.device)
+            if self.permanent:
+                self._fixed.append((params[key], mask.to(params[key].dtype)))
+            else:
+                module_name, _, pname = key.rpartition(".")
+                prune.custom_from_mask(modules[module_name], pname, mask)
+        self._pending = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        target = self.target_at(epoch)
+        if target > self.applied and not self.permanent:
+            self._prune_to(pl_module, target)
+        if epoch >= self.last_step_epoch and not self.permanent:
+            self._make_permanent(pl_module, keep_masks=True)
+            restart_best_tracking(trainer)
+        pl_module.log(SPARSITY_KEY, self.applied, on_step=False, on_epoch=True)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        for param, mask in self._fixed:
+            if param.grad is not None:
+                param.grad.mul_(mask)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        for param, mask in self._fixed:
+            param.mul_(mask)  # optimizers with decoupled updates (AdamW) could otherwise move pruned weights
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.permanent:  # stopped before the schedule ended: still hand over a plain model
+            self._make_permanent(pl_module, keep_masks=True)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """Store plain `weight = orig * mask` so any fresh model (nnopt-eval, export) loads the checkpoint."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.endswith("_orig")]:
+            base = key[: -len("_orig")]
+            mask = state.pop(f"{base}_mask", None)
+            if mask is not None:
+                state[base] = state.pop(key) * mask
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "permanent": self.permanent,
+            "end_epoch": self.end_epoch,
+            "masks": self._current_masks(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.applied = float(state_dict.get("applied", 0.0))
+        self.permanent = bool(state_dict.get("permanent", False))
+        self.end_epoch = state_dict.get("end_epoch", self.end_epoch)
+        self._pending = dict(state_dict.get("masks") or {}) or None
+        self._fixed = []
+
+    # -- mechanics --------------------------------------------------------------------------------
+    def _current_masks(self) -> dict[str, torch.Tensor]:
+        """Parameter name (as in a plain state_dict) -> boolean mask."""
+        module = self._module
+        if module is None:
+            return {}
+        if self.permanent:
+            names = {id(p): n for n, p in module.named_parameters()}
+            return {names[id(p)]: m.bool().cpu() for p, m in self._fixed if id(p) in names}
+        return {
+            f"{n}.{p}": getattr(m, f"{p}_mask").bool().cpu()
+            for n, m in module.named_modules()
+            for p in self.names
+            if hasattr(m, f"{p}_mask")
+        }
+
+    @torch.no_grad()
+    def _prune_to(self, pl_module: pl.LightningModule, target: float) -> None:
+        targets = self._targets(pl_module)
+        if self.method == "structured":
+            for _, module, pname in targets:
+                channels = module.weight.shape[0]
+                extra = round(target * channels) - _pruned_channels(module, pname)
+                if extra > 0:
+                    prune.ln_structured(module, pname, amount=extra, n=self.norm, dim=0)
+        elif self.scope == "layer":
+            for _, module, pname in targets:
+                t = getattr(module, pname)
+                extra = round(target * t.numel()) - int((_mask(module, pname) == 0).sum())
+                if extra > 0:
+                    prune.l1_unstructured(module, pname, amount=extra)
+        else:
+            total = sum(getattr(m, p).numel() for _, m, p in targets)
+            done = sum(int((_mask(m, p) == 0).sum()) for _, m, p in targets)
+            extra = round(target * total) - done
+            if extra > 0:
+                prune.global_unstructured(
+                    [(m, p) for _, m, p in targets], pruning_method=prune.L1Unstructured, amount=extra
+                )
+        self.applied = target
+
+    def _make_permanent(self, pl_module: pl.LightningModule, keep_masks: bool) -> None:
+        fixed = []
+        for module in pl_module.modules():
+            for pname in self.names:
+                if hasattr(module, f"{pname}_mask"):
+                    mask = getattr(module, f"{pname}_mask").detach().clone()
+                    prune.remove(module, pname)
+                    fixed.append((getattr(module, pname), mask))
+        self._fixed = fixed if keep_masks else []
+        self.permanent = True
+
+
+def _mask(module: nn.Module, pname: str) -> torch.Tensor:
+    mask = getattr(module, f"{pname}_mask", None)
+    return mask if mask is not None else torch.ones_like(getattr(module, pname))
+
+
+def _pruned_channels(module: nn.Module, pname: str) -> int:
+    mask = _mask(module, pname)
+    return int((mask.flatten(1) == 0).all(dim=1).sum()) if mask.dim() > 1 else int((mask == 0).sum())
+
+
+def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"compression.{name}={value!r} is out of range; allowed: {allowed}")
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Fraction of zeros over the weight matrices/kernels of prunable layers (biases excluded)."""
+    total = zeros = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, PRUNABLE) and isinstance(weight, torch.Tensor):
+            total += weight.numel()
+            zeros += int((weight == 0).sum())
+    return zeros / total if total else 0.0
