@@ -1,0 +1,52 @@
+"""Command line of `nnopt-report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nnopt.errors import NnoptError
+from nnopt.metrics import summary as S
+from nnopt.report import Report, build_report, write_report
+from nnopt.report.table import columns_for, rows
+
+
+def print_table(report: Report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, body = rows(report.configs, columns_for(report.sort_by))
+    table = Table(title=f"{report.sweep_dir}  (sorted by {report.sort_by})")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 1 else "right")
+    for row in body:
+        table.add_row(*row)
+    console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs: no wrapped cells
+    console.print(table)
+    for run in report.failed:
+        console.print(f"[red]{run.status}[/red] job {run.job}: {(run.summary or {}).get(S.ERROR) or 'no summary yet'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnopt-report", description=__doc__)
+    parser.add_argument("sweep_dir", help="a multirun dir (logs/<task>/multiruns/<stamp>) or a single run dir")
+    parser.add_argument("--sort-by", default=S.TEST_ACC, help="summary key to rank configs by (default: test/acc)")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--ascending", dest="ascending", action="store_true", default=None, help="smaller is better")
+    order.add_argument("--descending", dest="ascending", action="store_false", help="larger is better")
+    parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
+    args = parser.parse_args(argv)
+    try:
+        report = build_report(args.sweep_dir, args.sort_by, args.ascending)
+        paths = write_report(report)
+    except NnoptError as exc:
+        print(f"nnopt-report: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print_table(report)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

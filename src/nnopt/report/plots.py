@@ -1,0 +1,86 @@
+"""pareto.png (accuracy vs size and vs latency, front marked) and curves.png (validation curves per run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nnopt.metrics import names as N  # noqa: E402
+from nnopt.metrics import summary as S  # noqa: E402
+from nnopt.report.collect import read_curves  # noqa: E402
+from nnopt.report.table import Config  # noqa: E402
+
+MAX_LEGEND = 12
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (x smaller is better, y larger is better)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best_y = [], float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return front
+
+
+def pareto_png(configs: list[Config], path: str | Path, y_key: str = S.TEST_ACC) -> Path:
+    """One panel per cost (size, latency): each config's mean as a point numbered as in report.md."""
+    # gzip size: the stored size that pruning (zeros) and quantization (int8) both shrink
+    costs = ((S.SIZE_BYTES_GZIP, "model size, gzip (KiB)", 1 / 1024), (S.LATENCY_B1, "latency, batch 1 (ms)", 1.0))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (x_key, x_label, scale) in zip(axes, costs, strict=True):
+        numbered = [(i, c) for i, c in enumerate(configs, 1) if c.mean(x_key) is not None and c.mean(y_key) is not None]
+        points = [(c.mean(x_key) * scale, c.mean(y_key) * 100) for _, c in numbered]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, color="tab:blue", alpha=0.7, label="config (mean over seeds)")
+            front = pareto_front(points)
+            ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", lw=1.2)
+            ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
+                       edgecolors="tab:red", lw=1.5, label="Pareto front")  # fmt: skip
+            for (number, _), x, y in zip(numbered, xs, ys, strict=True):
+                ax.annotate(str(number), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+            if max(xs) > 20 * max(min(xs), 1e-12):
+                ax.set_xscale("log")
+            ax.legend(loc="best", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no completed run measured this", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xlabel=x_label, ylabel=f"{y_key} (%)", title=f"{y_key} vs {x_label.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def curves_png(configs: list[Config], path: str | Path) -> Path:
+    """Validation accuracy and loss per epoch, one line per completed run, one colour per config."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    cmap = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20")
+    plotted = 0
+    for i, config in enumerate(configs):
+        color = cmap(i % cmap.N)
+        for j, run in enumerate(config.done):
+            curves = read_curves(run)
+            for ax, key in zip(axes, (N.VAL_ACC, N.VAL_LOSS), strict=True):
+                if curves[key]:
+                    epochs, values = zip(*curves[key], strict=True)
+                    label = f"{i + 1}: {config.label}" if j == 0 and i < MAX_LEGEND else None
+                    ax.plot(epochs, values, marker=".", color=color, alpha=0.8, label=label)
+                    plotted += 1
+    for ax, key in zip(axes, (N.VAL_ACC, N.VAL_LOSS), strict=True):
+        ax.set(xlabel="epoch", ylabel=key, title=f"{key} per epoch")
+        ax.grid(alpha=0.3)
+    if plotted:
+        axes[0].legend(fontsize=7, loc="lower right")
+    else:
+        axes[0].text(0.5, 0.5, "no CSV-logged curves", ha="center", va="center", transform=axes[0].transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,180 @@
+"""Aggregate runs into configurations (mean ± std over seeds) and render report.md / report.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from nnopt.metrics import summary as S
+from nnopt.report.collect import MISSING, ReportError, Run, varying_keys
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    scale: float = 1.0
+    fmt: str = ".4g"
+
+
+#: the comparison table's columns (summary keys); --sort-by adds its key when it is not one of these
+COLUMNS = (
+    Column(S.TEST_ACC, "acc %", 100, ".2f"),
+    Column(S.TEST_F1, "F1 %", 100, ".2f"),
+    Column(S.SIZE_BYTES, "size KiB", 1 / 1024, ".1f"),
+    Column(S.SIZE_BYTES_GZIP, "gzip KiB", 1 / 1024, ".1f"),
+    Column(S.SPARSITY, "sparsity %", 100, ".1f"),
+    Column(S.LATENCY_B1, "latency b1 ms", 1, ".3f"),
+    Column(S.TRAIN_TIME, "train s", 1, ".2f"),
+)
+#: keys where smaller is better (the sort and the Pareto fronts follow this)
+_SMALLER_BETTER = ("loss", "size", "latency", "time", "params", "mem", "bytes")
+
+
+def smaller_is_better(key: str) -> bool:
+    return any(word in key for word in _SMALLER_BETTER) and "per_s" not in key
+
+
+@dataclass
+class Config:
+    """One configuration of the sweep: the runs that differ only in seed."""
+
+    label: str
+    params: dict[str, str]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def done(self) -> list[Run]:
+        return [r for r in self.runs if r.status == S.COMPLETED]
+
+    def stats(self, key: str) -> tuple[float, float] | None:
+        values = [v for v in (r.value(key) for r in self.done) if v is not None]
+        if not values:
+            return None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def mean(self, key: str) -> float | None:
+        stats = self.stats(key)
+        return stats[0] if stats else None
+
+
+def label_of(run: Run, keys: list[str]) -> str:
+    return " ".join(f"{k}={run.params[k]}" for k in keys if k in run.params) or "(single config)"
+
+
+def group(runs: list[Run]) -> tuple[list[Config], list[str]]:
+    keys = varying_keys(runs)
+    configs: dict[str, Config] = {}
+    for run in runs:
+        label = label_of(run, keys)
+        configs.setdefault(label, Config(label, {k: run.params[k] for k in keys if k in run.params})).runs.append(run)
+    return list(configs.values()), keys
+
+
+def columns_for(sort_by: str) -> list[Column]:
+    columns = list(COLUMNS)
+    if sort_by not in {c.key for c in columns}:
+        columns.insert(0, Column(sort_by, sort_by))
+    return columns
+
+
+def check_key(runs: list[Run], key: str) -> None:
+    if not any(r.value(key) is not None for r in runs):
+        have = sorted({k for r in runs for k in (r.summary or {}) if r.value(k) is not None})
+        raise ReportError(f"--sort-by {key}: no run has a value for it; available: {', '.join(have) or 'none'}")
+
+
+def rank(configs: list[Config], sort_by: str, ascending: bool | None = None) -> list[Config]:
+    """Configs with a value first, best first; those with none (all failed / still running) last."""
+    ascending = smaller_is_better(sort_by) if ascending is None else ascending
+    scored = [c for c in configs if c.mean(sort_by) is not None]
+    rest = [c for c in configs if c.mean(sort_by) is None]
+    return sorted(scored, key=lambda c: c.mean(sort_by), reverse=not ascending) + rest
+
+
+def cell(config: Config, column: Column) -> str:
+    stats = config.stats(column.key)
+    if stats is None:
+        return "–"
+    mean, std = (v * column.scale for v in stats)
+    text = format(mean, column.fmt)
+    return f"{text} ± {format(std, column.fmt)}" if len(config.done) > 1 else text
+
+
+def rows(configs: list[Config], columns: list[Column]) -> tuple[list[str], list[list[str]]]:
+    header = ["#", "config", "runs", *[c.header for c in columns]]
+    body = []
+    for i, config in enumerate(configs, 1):
+        n_done, n_all = len(config.done), len(config.runs)
+        body.append([str(i), config.label, f"{n_done}/{n_all}", *[cell(config, c) for c in columns]])
+    return header, body
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def best_per_group(configs: list[Config], keys: list[str], sort_by: str) -> list[str]:
+    """For every swept key and value, the best configuration having that value (needs >= 2 swept keys)."""
+    if len(keys) < 2:
+        return []
+    lines = []
+    for key in keys:
+        for value in dict.fromkeys(c.params.get(key) for c in configs):
+            best = next((c for c in configs if c.params.get(key) == value and c.mean(sort_by) is not None), None)
+            if best is not None:
+                lines.append(f"- `{key}={value}`: **{best.label}** ({sort_by} = {best.mean(sort_by):.4g})")
+    return lines
+
+
+def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str], sort_by: str) -> str:
+    columns = columns_for(sort_by)
+    header, body = rows(configs, columns)
+    order = "ascending" if smaller_is_better(sort_by) else "descending"
+    n = {s: sum(r.status == s for r in runs) for s in (S.COMPLETED, S.FAILED, MISSING)}
+    parts = [
+        f"# Sweep report: `{sweep}`",
+        "",
+        f"{len(runs)} jobs: {n[S.COMPLETED]} completed, {n[S.FAILED]} failed, {n[MISSING]} without summary "
+        f"(running or killed). Swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}. "
+        f"Sorted by `{sort_by}` ({order}); mean ± std over the completed runs (seeds) of each config.",
+        "",
+        _md_table(header, body),
+    ]
+    best = best_per_group(configs, keys, sort_by)
+    if best:
+        parts += ["", f"## Best per group (by `{sort_by}`)", "", *best]
+    bad = [r for r in runs if r.status != S.COMPLETED]
+    if bad:
+        parts += ["", "## Failed or unfinished runs", "", "| job | config | seed | status | error |", "|" + "---|" * 5]
+        for r in bad:
+            error = (r.summary or {}).get(S.ERROR) or ("no summary.json yet" if r.status == MISSING else "")
+            parts.append(f"| {r.job} | {label_of(r, keys)} | {r.seed} | {r.status} | {str(error).replace('|', '/')} |")
+    parts += ["", "![Pareto fronts](pareto.png)", "", "![Validation curves](curves.png)", ""]
+    return "\n".join(parts)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def per_run_csv(runs: list[Run], keys: list[str]) -> str:
+    """One row per job: its swept values, status, seed, every numeric summary key, error."""
+    skip = (S.SEED, "schema_version")
+    numeric = sorted({k for r in runs for k in (r.summary or {}) if r.value(k) is not None and k not in skip})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["job", "status", "config", *keys, "seed", *numeric, "error"])
+    for r in runs:
+        values: list[Any] = [r.value(k) for k in numeric]
+        error = (r.summary or {}).get(S.ERROR) or ""
+        writer.writerow([r.job, r.status, label_of(r, keys), *[r.params.get(k, "") for k in keys], r.seed,
+                         *[_num(v) for v in values], error])  # fmt: skip
+    return out.getvalue()

@@ -1,0 +1,131 @@
+"""Hydra callback for multiruns: grid check, sweep resume, per-job threads, report and exit status at the end."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from nnopt.errors import NnoptError
+from nnopt.metrics import summary as S
+from nnopt.sweep import RESUME_KEY, find_previous_sweep, job_threads, sweep_name
+
+log = logging.getLogger("nnopt")
+STAMP_RESOLVER = "${run_stamp:}"
+MAX_EXIT = 100  # exit status = number of failed jobs, capped so it never wraps around 256
+
+
+def empty_sweeps(config: DictConfig) -> list[str]:
+    """Sweep overrides of the basic sweeper that expand to no value at all (an empty grid)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
+        return []
+    params = config.hydra.sweeper.get("params") or {}
+    args = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    empty = []
+    for override, arg in zip(OverridesParser.create().parse_overrides(args), args, strict=True):
+        if not override.is_sweep_override():
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # interval sweeps only make sense to a search sweeper: Hydra reports them
+            continue
+        if not values:
+            empty.append(arg)
+    return empty
+
+
+class SweepCallback(Callback):
+    def __init__(self, report: bool = True, sort_by: str = S.TEST_ACC, exit_status: bool = True) -> None:
+        self.report = report
+        self.sort_by = sort_by
+        self.exit_status = exit_status
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        empty = empty_sweeps(config)
+        if empty:
+            from nnopt.cli import fail
+
+            fail(f"empty grid: {', '.join(empty)} gives no value to run; nothing was launched")
+        if config.get(RESUME_KEY):
+            self._reenter(config)
+
+    def _reenter(self, config: DictConfig) -> None:
+        """`resume=true`: point ${run_stamp:} at the newest sweep dir started with the same overrides."""
+        raw = OmegaConf.to_container(config.hydra.sweep, resolve=False)["dir"]
+        if not str(raw).endswith(STAMP_RESOLVER):
+            return  # an explicit hydra.sweep.dir is re-entered as it is
+        current = Path(str(config.hydra.sweep.dir))
+        if current.is_dir():
+            return  # NNOPT_RUN_STAMP given (e.g. scripts/sbatch_sweep.sh): that sweep dir is re-entered
+        parent = current.parent
+        previous = find_previous_sweep(parent, list(config.hydra.overrides.task))
+        if previous is None:
+            log.warning("resume=true: no earlier sweep with these overrides under %s; starting a new one", parent)
+            return
+        from nnopt.config.resolvers import STAMP_ENV
+
+        os.environ[STAMP_ENV] = previous.name  # launcher workers inherit it, like every run stamp
+        log.info("resume=true: continuing sweep %s (completed jobs are skipped)", previous)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        threads = job_threads(config)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+            log.info("job %s: torch threads = %d (its share of the CPU cores)", config.hydra.job.num, threads)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not self.report or not sweep_dir.is_dir():
+            return
+        from nnopt.report import build_report, write_report
+
+        try:
+            report = build_report(sweep_dir, self.sort_by)
+            paths = write_report(report)
+        except NnoptError as exc:
+            log.error("sweep report not written: %s", exc)
+            return
+        log.info("sweep report: %s", sweep_dir / "report.md")
+        log_report_to_wandb(config, sweep_dir, paths)
+        failed = report.failed
+        if failed:
+            print(f"nnopt: {len(failed)} of {len(report.runs)} jobs failed in {sweep_dir}: "
+                  + "; ".join(f"job {r.job}: {(r.summary or {}).get(S.ERROR) or r.status}" for r in failed[:5]),
+                  file=sys.stderr)  # fmt: skip
+            if self.exit_status:
+                sys.exit(min(len(failed), MAX_EXIT))
+
+
+def log_report_to_wandb(config: DictConfig, sweep_dir: Path, paths: list[Path]) -> None:
+    """When the sweep logs to W&B: its report as a table plus an artifact, in the sweep's group."""
+    node = (config.get("logger") or {}).get("wandb")
+    if not node:
+        return
+    from nnopt.tracking import configure_wandb
+
+    if configure_wandb(bool(node.get("online", False)), sweep_dir) == "disabled":
+        return
+    import wandb
+
+    name = sweep_name(sweep_dir)
+    run = wandb.init(project=node.get("project", "nnopt"), entity=node.get("entity"), group=name, job_type="report",
+                     name=f"report {name}", dir=str(sweep_dir), reinit="finish_previous")  # fmt: skip
+    with (sweep_dir / "report.csv").open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    run.log({"sweep/report": wandb.Table(columns=rows[0], data=rows[1:])})
+    artifact = wandb.Artifact(f"report-{sweep_dir.name}", type="sweep-report")
+    for path in paths:
+        if path.is_file():
+            artifact.add_file(str(path))
+    run.log_artifact(artifact)
+    run.finish()
