@@ -1,0 +1,74 @@
+"""A callback that times nnopt epochs from inside the real `nnopt-train` path, for `scripts/bench.py`."""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class EpochTimer(pl.Callback):
+    """Writes per-epoch times to `path` (JSON) as training goes.
+
+    `train_s` runs from the epoch's start to the start of validation (the training pass only, like a bare loop
+    without evaluation); `epoch_s` runs to the end of the epoch (validation and checkpointing included).
+    With `target_acc`, the test split is scored after every epoch (outside the clock) and training stops once
+    it reaches the target: the time-to-accuracy measurement.
+    """
+
+    def __init__(self, path: str, target_acc: float | None = None, profile_epoch: int | None = None) -> None:
+        self.path = Path(path)
+        self.target_acc = target_acc
+        self.profile_epoch = profile_epoch  # cProfile this epoch's training pass into <path>.prof
+        self.epochs: list[dict[str, float]] = []
+        self._start = self._train_end = None
+        self._profiler: cProfile.Profile | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.profile_epoch:
+            self._profiler = cProfile.Profile()
+            self._profiler.enable()
+        self._start, self._train_end = time.perf_counter(), None
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._start is not None and self._train_end is None and not trainer.sanity_checking:
+            self._train_end = time.perf_counter()
+            self._stop_profile()
+
+    def _stop_profile(self) -> None:
+        if self._profiler is not None:
+            self._profiler.disable()
+            self._profiler.dump_stats(str(self.path) + ".prof")
+            self._profiler = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._start is None:
+            return
+        end = time.perf_counter()
+        self._stop_profile()
+        record = {"train_s": (self._train_end or end) - self._start, "epoch_s": end - self._start}
+        if self.target_acc is not None:
+            record["test_acc"] = test_accuracy(pl_module, trainer.datamodule)
+            if record["test_acc"] >= self.target_acc:
+                trainer.should_stop = True
+        self.epochs.append(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.epochs))
+        self._start = None
+
+
+@torch.no_grad()
+def test_accuracy(pl_module: pl.LightningModule, datamodule, batch_size: int = 2048) -> float:
+    x, y = datamodule.tensors["test"]
+    was_training = pl_module.training
+    pl_module.eval()
+    correct = sum(
+        int((pl_module(x[i : i + batch_size].to(pl_module.device)).argmax(1).cpu() == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
+    )
+    pl_module.train(was_training)
+    return correct / len(x)
