@@ -10,20 +10,23 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.data.base import InMemoryDataModule
+from nnopt.distributed import RankAgreement, wandb_resume_args
 from nnopt.errors import NnoptError
 from nnopt.lit import Classifier
+from nnopt.sweep import wandb_sweep_args
 from nnopt.tracking import configure_wandb
 
 log = logging.getLogger(__name__)
 
 #: keys of a group option that describe it but are not constructor arguments
-META_KEYS = ("name",)
+META_KEYS = ("name",)  # `enabled: false` on a callback node switches it off (see instantiate_node)
 CALLBACK_GROUPS = ("schedule", "compression")
 
 
@@ -41,9 +44,12 @@ def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
+    """Instantiate a group option; `None` when it carries `enabled: false` (opt-in callbacks)."""
     node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     for key in META_KEYS:
         node.pop(key, None)
+    if not node.pop("enabled", True):
+        return None
     return instantiate(node, **kwargs, _convert_="all")
 
 
@@ -61,7 +67,7 @@ def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int):
 
 def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
     net = build_net(cfg, dm.input_shape, dm.num_classes)
-    return Classifier(
+    lit = Classifier(
         net=net,
         optimizer=instantiate(cfg.optimizer),
         num_classes=dm.num_classes,
@@ -69,6 +75,9 @@ def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
         l1=cfg.get("l1", 0.0),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
+    if cfg.get("compile"):
+        lit.compile_net(torch.zeros(2, *dm.input_shape))
+    return lit
 
 
 def _named(node: DictConfig | None) -> dict[str, Any]:
@@ -78,21 +87,16 @@ def _named(node: DictConfig | None) -> dict[str, Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    callbacks: list[pl.Callback] = []
-    for name, node in _named(cfg.get("callbacks")).items():
-        if "_target_" in node:
-            callbacks.append(instantiate_node(node))
-        else:
-            log.debug("callbacks.%s has no _target_; skipped", name)
+    nodes = [node for node in _named(cfg.get("callbacks")).values() if "_target_" in node]
     for group in CALLBACK_GROUPS:
         node = cfg.get(group)
         if node is None:
             continue
         if "_target_" in node:
-            callbacks.append(instantiate_node(node))
-        for sub in _named(node.get("callbacks")).values():
-            callbacks.append(instantiate_node(sub))
-    callbacks.append(TrainThroughput())
+            nodes.append(node)
+        nodes += [sub for sub in _named(node.get("callbacks")).values() if "_target_" in sub]
+    callbacks = [cb for cb in (instantiate_node(node) for node in nodes) if cb is not None]
+    callbacks += [TrainThroughput(), RankAgreement()]  # RankAgreement: DDP ranks must share one config
     return callbacks
 
 
@@ -102,6 +106,8 @@ def build_loggers(cfg: DictConfig) -> list[pl.loggers.Logger]:
         node = OmegaConf.to_container(node, resolve=True)
         if name == "wandb":
             configure_wandb(bool(node.pop("online", False)), cfg.paths.output_dir)
+            node.update(wandb_sweep_args(node.get("tags")))  # multirun: group = sweep, tags += overrides
+            node.update(wandb_resume_args(cfg, node))  # run id kept in the run dir: a resumed run continues it
         else:
             node.pop("online", None)
         loggers.append(instantiate(node, _convert_="all"))

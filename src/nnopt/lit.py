@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -79,11 +80,27 @@ class Classifier(pl.LightningModule):
         self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        compiled = self.__dict__.get("_compiled_net")
+        return compiled(x) if compiled is not None else self.net(x)
+
+    def compile_net(self, example: torch.Tensor) -> bool:
+        """torch.compile the inner network (compiling the LightningModule breaks `self.log` on this
+        Lightning/torch pair). Kept outside the module tree, so checkpoints hold the plain weights.
+        Returns False, with a warning, where compilation is unavailable."""
+        try:
+            compiled = torch.compile(self.net)
+            compiled(example)  # compile now: a missing compiler fails here, not in the first training step
+        except Exception as exc:  # noqa: BLE001 - any backend failure means "run eagerly"
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"compile=true: torch.compile is unavailable here ({first}); training eagerly", stacklevel=2)
+            return False
+        self.__dict__["_compiled_net"] = compiled
+        return True
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        deploy = self.deploy_net if stage == N.TEST else None  # test the model that is deployed (e.g. int8)
+        logits = self(x) if deploy is None else deploy(x.cpu()).to(x.device)  # int8 kernels are CPU kernels
         ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == N.TRAIN else 0.0)
         if stage == N.TRAIN:
             loss = self.ce_weight * ce

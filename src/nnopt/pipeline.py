@@ -82,22 +82,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+#: a checkpoint from elsewhere must share these groups (batch size etc. may change)
+RESUME_GROUPS = ("model", "data")
+#: a checkpoint in this run's own dir (auto-resume, requeue) must come from this very configuration
+SAME_RUN_GROUPS = (*RESUME_GROUPS, "optimizer", "schedule", "compression", "seed")
+
+
 def check_resume(cfg: DictConfig) -> str | None:
-    """Refuse to resume from a checkpoint of another model or data set."""
+    """Refuse to resume from a checkpoint of another model or data set; a checkpoint of this run's own dir
+    (resume=true, SLURM requeue) must also match the optimizer, schedule, compression, seed and batch size."""
     if not cfg.get("ckpt_path"):
         return None
+    from nnopt.distributed import in_run_dir
+
     ckpt = load_checkpoint(cfg.ckpt_path)
     saved = ckpt[CONFIG_KEY]
-    for group in ("model", "data"):
-        mine = OmegaConf.to_container(cfg[group], resolve=True)
-        theirs = saved.get(group, {})
-        keys = [k for k in mine if k not in ("batch_size", "eval_batch_size", "on_device", "dir")]
-        diff = [k for k in keys if mine.get(k) != theirs.get(k)]
+    same_run = in_run_dir(cfg.ckpt_path, cfg)
+    ignored = ("eval_batch_size", "on_device", "dir", *(() if same_run else ("batch_size",)))
+    for group in SAME_RUN_GROUPS if same_run else RESUME_GROUPS:
+        if isinstance(cfg.get(group), DictConfig):
+            mine, theirs, prefix = OmegaConf.to_container(cfg[group], resolve=True), saved.get(group) or {}, f"{group}."
+        else:  # a root value (seed) or an empty group (compression=none)
+            mine, theirs, prefix = {group: cfg.get(group)}, {group: saved.get(group)}, ""
+        diff = [k for k in mine if k not in ignored and mine.get(k) != theirs.get(k)]
         if diff:
             k = diff[0]
             raise CheckpointError(
-                f"ckpt_path={cfg.ckpt_path} was trained with {group}.{k}={theirs.get(k)!r}, "
-                f"this run has {group}.{k}={mine.get(k)!r}; resume with the same {group} config"
+                f"ckpt_path={cfg.ckpt_path} was trained with {prefix}{k}={theirs.get(k)!r}, "
+                f"this run has {prefix}{k}={mine.get(k)!r}; resume with the same {group} config"
             )
     return str(cfg.ckpt_path)
 
@@ -116,8 +128,12 @@ def test_and_measure(
     metrics = results[0] if results else {}
     for name in (*N.CLASS_METRICS, N.LOSS):
         out[N.key(N.TEST, name)] = _metric(metrics, N.key(N.TEST, name))
+    for key in metrics:  # extra test keys callbacks log, e.g. test/acc_float beside an int8 model
+        if key.startswith(f"{N.TEST}/") and key not in out:
+            out[key] = _metric(metrics, key)
+    confusion = lit.confusion.compute()  # syncs across DDP ranks: every rank must take part
     if trainer.is_global_zero:
-        confusion_matrix_png(lit.confusion.compute(), Path(cfg.paths.output_dir) / "confusion_matrix.png")
+        confusion_matrix_png(confusion, Path(cfg.paths.output_dir) / "confusion_matrix.png")
         eff = cfg.get("efficiency") or {}
         out.update(
             efficiency.measure(
@@ -133,10 +149,12 @@ def training_stats(trainer: pl.Trainer) -> dict[str, Any]:
     stats: dict[str, Any] = {
         S.TRAIN_EPOCHS: trainer.current_epoch,
         S.TRAIN_PEAK_MEM: efficiency.peak_memory_mb(),
+        S.TRAIN_WORLD_SIZE: trainer.world_size,
     }
     if timer is not None:
         stats[S.TRAIN_TIME] = timer.time_s
         stats[S.TRAIN_SAMPLES_PER_S] = timer.samples_per_s(trainer.world_size)
+        stats[S.TRAIN_SAMPLES_RANK0] = timer.samples
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and getattr(ckpt_cb, "best_model_path", ""):
         stats["ckpt/best"] = ckpt_cb.best_model_path
@@ -172,6 +190,7 @@ class RunRecorder:
         self.loggers: list = []
 
     def __enter__(self) -> RunRecorder:
+        Path(self.cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
         self._fresh_dir = not (Path(self.cfg.paths.output_dir) / S.FILENAME).exists()
         return self
 

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 import nnopt.config.resolvers  # noqa: F401  (registers ${run_stamp:}, ${nnopt_root:})
-from nnopt import build, cli, pipeline
+from nnopt import build, cli, distributed, pipeline, sweep
 from nnopt.config import CONFIG_DIR
 from nnopt.config.schema import validate
 from nnopt.metrics import names as N
@@ -24,6 +24,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test per `cfg`; returns the summary (also written to <output_dir>/summary.json)."""
     with pipeline.RunRecorder(cfg) as rec:
         validate(cfg)
+        distributed.prepare(cfg)  # device/SLURM checks, DDP in multiruns, resume=true -> this dir's last ckpt
         resume = pipeline.check_resume(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
@@ -48,7 +49,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _app(cfg: DictConfig) -> Any:
-    return cli.guarded(run, cfg)
+    done = sweep.completed_summary(cfg)  # resume=true in a sweep: a completed job is not run again
+    return done if done is not None else cli.guarded(run, cfg)
 
 
 def main() -> None:

@@ -31,9 +31,13 @@ class TensorBatches:
     """Iterable of (x, y) batches sliced from resident tensors.
 
     `batch_size` is the *global* batch: under DDP each rank takes its contiguous share of every global
-    batch, so N processes see the same samples per step as one process does.
+    batch, so N processes see the same samples per step as one process does. Shuffled (training) batches
+    are split into equal shares, so DDP's gradient average equals the one-process batch mean; the last
+    batch drops its remainder (< world_size samples) for that. Evaluation batches keep every sample
+    (metrics are summed across ranks) and a rank skips a batch whose share is empty.
     The shuffle order depends on `seed` and the epoch returned by `epoch_fn`, so a resumed run sees the
-    same order as an uninterrupted one.
+    same order as an uninterrupted one; `state_dict` holds how many batches of the epoch were handed out,
+    so Lightning resumes a mid-epoch checkpoint at the next batch instead of the first.
     """
 
     def __init__(
@@ -53,25 +57,57 @@ class TensorBatches:
         self.seed = seed
         self.epoch_fn = epoch_fn
         self.rank, self.world_size = rank, world_size
+        self._epoch, self._served = -1, 0  # progress of the current epoch (resume state)
+        self._resume: tuple[int, int] | None = None
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, bs = len(self.x), self.batch_size
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
-            order = torch.randperm(n, generator=gen).to(self.x.device)
+    def _slices(self) -> list[tuple[int, int]]:
+        """(start, stop) of this rank's share of every global batch, in batch order."""
+        n, bs, world = len(self.x), self.batch_size, self.world_size
+        out = []
         for start in range(0, n, bs):
             stop = min(start + bs, n)
-            if self.world_size > 1:
-                per = math.ceil((stop - start) / self.world_size)
-                start, stop = start + self.rank * per, min(start + (self.rank + 1) * per, stop)
+            if world > 1:
+                if self.shuffle:
+                    per = (stop - start) // world
+                    start, stop = start + self.rank * per, start + (self.rank + 1) * per
+                else:
+                    per = math.ceil((stop - start) / world)
+                    start, stop = start + self.rank * per, min(start + (self.rank + 1) * per, stop)
+                if stop <= start:
+                    continue
+            out.append((start, stop))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._slices())
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch_fn()
+        skip = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = self._resume[1]
+        self._resume = None
+        self._epoch, self._served = epoch, skip
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(len(self.x), generator=gen).to(self.x.device)
+        for i, (start, stop) in enumerate(self._slices()):
+            if i < skip:
+                continue
+            self._served = i + 1
             if self.shuffle:
                 idx = order[start:stop]
                 yield self.x[idx], self.y[idx]
             else:
                 yield self.x[start:stop], self.y[start:stop]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume inside an epoch: the next iteration of that epoch starts after the batches already trained."""
+        epoch, served = int(state.get("epoch", -1)), int(state.get("batches", 0))
+        self._resume = (epoch, served) if 0 < served < len(self) else None
 
 
 class InMemoryDataModule(pl.LightningDataModule):

@@ -31,7 +31,8 @@ def weight_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
                 yield getattr(module, name[: -len("_orig")])  # torch.nn.utils.prune: weight = orig * mask
             elif param is not None:
                 yield param
-        if callable(getattr(module, "_weight_bias", None)):  # quantized Linear/Conv keep packed weights
+        # quantized Linear/Conv keep packed weights; a quantized Linear's `_packed_params` child has the same
+        if callable(getattr(module, "_weight_bias", None)) and not type(module).__name__.endswith("PackedParams"):
             yield from _tensors(module._weight_bias())
 
 
@@ -102,4 +103,5 @@ def measure(
         S.SIZE_BYTES_GZIP: len(gzip.compress(raw, compresslevel=6)),
         S.LATENCY_B1: lat[1],
         S.LATENCY_B256: lat[256],
+        S.INT8: any(".quantized" in type(m).__module__ for m in model.modules()),
     }

@@ -35,11 +35,17 @@ SIZE_BYTES = "model/size_bytes"
 SIZE_BYTES_GZIP = "model/size_bytes_gzip"
 LATENCY_B1 = "model/latency_ms_b1"
 LATENCY_B256 = "model/latency_ms_b256"
+#: optional keys (not in REQUIRED_KEYS): whether the measured model is int8; float accuracy beside it
+INT8 = "model/int8"
+TEST_ACC_FLOAT = N.key(N.TEST, "acc_float")
 
 TRAIN_TIME = "train/time_s"
 TRAIN_SAMPLES_PER_S = "train/samples_per_s"
 TRAIN_EPOCHS = "train/epochs"
 TRAIN_PEAK_MEM = "train/peak_mem_mb"
+#: optional keys: number of DDP ranks, and training samples rank 0 itself processed (world_size x this = all)
+TRAIN_WORLD_SIZE = "train/world_size"
+TRAIN_SAMPLES_RANK0 = "train/samples_rank0"
 
 #: keys every summary has (metrics are null when a run failed before producing them)
 REQUIRED_KEYS = (
