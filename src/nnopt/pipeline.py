@@ -181,6 +181,17 @@ def report_summary(summary: dict[str, Any], loggers: list) -> None:
     Console(stderr=True).print(table)
 
 
+def _detach_log_files(folder: Path) -> None:
+    """Close logging file handlers writing into `folder` (Hydra's job log) before the folder is removed."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]  # fmt: skip
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
+                handler.close()
+                logger.removeHandler(handler)
+
+
 class RunRecorder:
     """Context manager: whatever happens inside, rank zero writes summary.json (atomically) at exit."""
 
@@ -210,6 +221,7 @@ class RunRecorder:
         allowed = {".hydra", f"{HydraConfig.get().job.name}.log"}
         if any(p.name not in allowed for p in out.iterdir()):
             return False
+        _detach_log_files(out)
         shutil.rmtree(out, ignore_errors=True)
         return True
 
