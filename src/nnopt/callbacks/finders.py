@@ -1,0 +1,59 @@
+"""Lightning's batch-size finder and LR range test, writing their results into the run dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BatchSizeFinder, LearningRateFinder
+
+log = logging.getLogger("nnopt")
+
+
+class LRRangeTest(LearningRateFinder):
+    """LR range test at fit start; saves `lr_find.png` and `lr_find.json` and (optionally) applies the suggestion."""
+
+    def __init__(self, output_dir: str, apply: bool = True, **kwargs) -> None:
+        super().__init__(update_attr=False, **kwargs)
+        self.output_dir, self.apply = Path(output_dir), apply
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.lr_find(trainer, pl_module)
+        result = self.optimal_lr
+        if result is None:
+            return
+        suggestion = result.suggestion()
+        if self.apply and suggestion:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = group["initial_lr"] = suggestion
+        if trainer.global_rank != 0:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        fig = result.plot(suggest=True)
+        fig.savefig(self.output_dir / "lr_find.png", dpi=100)
+        (self.output_dir / "lr_find.json").write_text(
+            json.dumps({"suggestion": suggestion, "lr": result.results["lr"], "loss": result.results["loss"]})
+        )
+        log.info("LR range test suggests lr=%.3g (plot: %s)", suggestion, self.output_dir / "lr_find.png")
+
+
+class LargestBatchSize(BatchSizeFinder):
+    """Find the largest `data.batch_size` that fits, before training starts.
+
+    Starts from the configured `data.batch_size` (Lightning's default start is 2), so with power scaling the
+    result is `data.batch_size x 2^k` for the largest k < max_trials that fits.
+    """
+
+    def __init__(self, output_dir: str, init_val: int | None = None, **kwargs) -> None:
+        super().__init__(batch_arg_name="batch_size", init_val=init_val or 2, **kwargs)
+        self.output_dir, self.start_from_config = Path(output_dir), init_val is None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.start_from_config and trainer.datamodule is not None:
+            self._init_val = trainer.datamodule.batch_size
+        super().on_fit_start(trainer, pl_module)
+        if trainer.global_rank == 0 and self.optimal_batch_size:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "batch_size_find.json").write_text(json.dumps({"batch_size": self.optimal_batch_size}))

@@ -1,0 +1,1 @@
+"""Optimizer-side training techniques: learning-rate schedules as Lightning callbacks."""
