@@ -65,20 +65,20 @@ def base_summary(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     """Load a checkpoint safely (weights_only: no arbitrary pickles) or raise CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"ckpt_path={path} does not exist")
+        raise CheckpointError(f"{key}={path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"ckpt_path={path} is not a readable nnopt checkpoint ({first[:200]})"
+            f"{key}={path} is not a readable nnopt checkpoint ({first[:200]})"
         ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or CONFIG_KEY not in ckpt:
-        raise CheckpointError(f"ckpt_path={path} is not an nnopt checkpoint (no state_dict/config in it)")
+        raise CheckpointError(f"{key}={path} is not an nnopt checkpoint (no state_dict/config in it)")
     return ckpt
 
 

@@ -25,7 +25,7 @@ def load_net(ckpt_path: str, dm: Any, what: str) -> tuple[nn.Module, dict[str, t
     """The network stored in an nnopt checkpoint, rebuilt for the data module `dm`, and its weights."""
     from nnopt import build, pipeline  # late: build imports the LightningModule and the callbacks' users
 
-    ckpt = pipeline.load_checkpoint(ckpt_path)
+    ckpt = pipeline.load_checkpoint(ckpt_path, f"compression.{what}")
     saved = OmegaConf.create(ckpt[CONFIG_KEY])
     in_shape, num_classes = dm.input_shape, dm.num_classes
     data_name = (saved.get("data") or {}).get("name")
@@ -57,7 +57,7 @@ class Distillation(pl.Callback):
             raise ConfigError(f"compression.weight={weight!r} must be a number in [0, 1]")
         from nnopt import pipeline
 
-        pipeline.load_checkpoint(teacher_ckpt)  # missing/unreadable: fail now, before anything is built
+        pipeline.load_checkpoint(teacher_ckpt, "compression.teacher_ckpt")  # missing/unreadable: fail now, before anything is built
         self.teacher_ckpt = str(teacher_ckpt)
         self.temperature = float(temperature)
         self.weight = float(weight)
@@ -100,7 +100,7 @@ class FineTune(pl.Callback):
             raise ConfigError("compression=finetune needs a checkpoint: compression.ckpt=<path/to/model.ckpt>")
         from nnopt import pipeline
 
-        pipeline.load_checkpoint(ckpt)
+        pipeline.load_checkpoint(ckpt, "compression.ckpt")
         self.ckpt = str(ckpt)
         self.freeze_backbone = bool(freeze_backbone)
         self.loaded: list[str] = []
