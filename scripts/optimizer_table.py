@@ -94,8 +94,9 @@ def main() -> None:
         run_sweep(sweep_dir, overrides)
         runs = collect(sweep_dir)
     grid = {(r.params.get("optimizer"), r.params.get("schedule")): r.summary for r in runs}
+    out_arg = [f"--out {args.out}"] if args.out != parser.get_default("out") else []
     command = " ".join(["python scripts/optimizer_table.py", f"--data {args.data}", f"--model {args.model}",
-                        f"--epochs {args.epochs}", *args.overrides])  # fmt: skip
+                        f"--epochs {args.epochs}", *out_arg, *args.overrides])  # fmt: skip
     title = f"Optimizer x schedule: {args.model} on {args.data}, {args.epochs} epochs"
     text = markdown(grid, optimizers, schedules, title, command)
     out = Path(args.out)
