@@ -57,7 +57,7 @@ class Distillation(pl.Callback):
             raise ConfigError(f"compression.weight={weight!r} must be a number in [0, 1]")
         from nnopt import pipeline
 
-        pipeline.load_checkpoint(teacher_ckpt, "compression.teacher_ckpt")  # missing/unreadable: fail now, before anything is built
+        pipeline.load_checkpoint(teacher_ckpt, "compression.teacher_ckpt")  # fail now, before anything is built
         self.teacher_ckpt = str(teacher_ckpt)
         self.temperature = float(temperature)
         self.weight = float(weight)
