@@ -34,14 +34,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import nnopt.config.resolvers  # noqa: F401  (registers the resolvers conf/ uses)
 from nnopt import build, train
 from nnopt.config import CONFIG_DIR
+from nnopt.config.compose import compose_run_config
 from nnopt.metrics import summary as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,15 +126,7 @@ def ratio(a: dict[str, float], b: dict[str, float]) -> float:
 # -- nnopt, in-process, through the same `nnopt.train.run(cfg)` the CLI calls ------------------------------
 def compose_cfg(out_dir: Path, overrides: list[str]) -> DictConfig:
     """Compose the train config as `nnopt-train` does, with all output under `out_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir / "logs")
-        del cfg.hydra
-    return cfg
+    return compose_run_config(out_dir, overrides)
 
 
 class Bench:

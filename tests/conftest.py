@@ -8,13 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import nnopt.config.resolvers  # noqa: F401
-from nnopt.config import CONFIG_DIR
+from nnopt.config.compose import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 #: fast settings for in-process runs on digits
@@ -24,19 +20,8 @@ FAST = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_
 
 def make_cfg(out_dir: Path, *overrides: str, config_name: str = "train", fast: bool = True) -> DictConfig:
     """Compose a run config the way `nnopt-train` does, with its output in `out_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name=config_name,
-            overrides=[*(FAST if fast and config_name == "train" else []), *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir / "logs")
-        del cfg.hydra
-    return cfg
+    fast_args = FAST if fast and config_name == "train" else []
+    return compose_run_config(out_dir, [*fast_args, *overrides], config_name)
 
 
 def cli_env(**extra: str) -> dict[str, str]:
