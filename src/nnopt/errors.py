@@ -15,3 +15,9 @@ class DataError(NnoptError):
 
 class CheckpointError(NnoptError):
     """A checkpoint is missing, unreadable or belongs to another config."""
+
+
+def require(ok: bool, key: str, value: object, allowed: str) -> None:
+    """Raise the standard one-line ConfigError for `key=value` unless `ok`: callbacks validate their own args."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")

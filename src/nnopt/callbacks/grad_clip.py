@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
 
-from nnopt.errors import ConfigError
+from nnopt.errors import ConfigError, require
 from nnopt.metrics import names as N
 
 MODES = ("norm", "value", "agc")
@@ -29,8 +29,8 @@ class GradientClipping(pl.Callback):
                  log_every_n_steps: int = 1) -> None:  # fmt: skip
         if mode not in MODES:
             raise ConfigError(f"callbacks.grad_clip.mode={mode!r} is not allowed; choose one of: {', '.join(MODES)}")
-        if not isinstance(max_norm, (int, float)) or isinstance(max_norm, bool) or max_norm <= 0:
-            raise ConfigError(f"callbacks.grad_clip.max_norm={max_norm!r} is out of range; allowed: a number > 0")
+        ok = isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool) and max_norm > 0
+        require(ok, "callbacks.grad_clip.max_norm", max_norm, "a number > 0")
         self.mode, self.max_norm, self.agc_eps = mode, float(max_norm), agc_eps
         self.log_every_n_steps = max(1, int(log_every_n_steps))
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from nnopt.compression import keep_training_until, restart_best_tracking
-from nnopt.errors import ConfigError
+from nnopt.errors import ConfigError, require
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
@@ -263,8 +263,7 @@ def _pruned_channels(module: nn.Module, pname: str) -> int:
 
 
 def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"compression.{name}={value!r} is out of range; allowed: {allowed}")
+    require(ok, f"compression.{name}", value, allowed)
 
 
 def weight_sparsity(model: nn.Module) -> float:

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import StochasticWeightAveraging
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as S
 
-from nnopt.errors import ConfigError
+from nnopt.errors import ConfigError, require
 from nnopt.metrics import names as N
 
 LR_KEY = N.key(N.TRAIN, "lr")
@@ -24,8 +24,7 @@ PLATEAU_MONITORS = tuple(N.key(N.VAL, m) for m in (*N.CLASS_METRICS, N.LOSS))
 
 
 def _check(name: str, value: float, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"schedule.{name}={value!r} is out of range; allowed: {allowed}")
+    require(ok, f"schedule.{name}", value, allowed)
 
 
 class LRSchedule(pl.Callback):
