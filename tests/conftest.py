@@ -1,46 +1,13 @@
-"""Shared test helpers: compose configs in-process, or run the CLIs as subprocesses."""
+"""Fixtures only; shared helpers live in tests/helpers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
 
-from nnopt.config.compose import compose_run_config
-
-ROOT = Path(__file__).resolve().parents[1]
-#: fast settings for in-process runs on digits
-FAST = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
-        "efficiency.latency_repeats=2", "efficiency.latency_warmup=1"]  # fmt: skip
-
-
-def make_cfg(out_dir: Path, *overrides: str, config_name: str = "train", fast: bool = True) -> DictConfig:
-    """Compose a run config the way `nnopt-train` does, with its output in `out_dir`."""
-    fast_args = FAST if fast and config_name == "train" else []
-    return compose_run_config(out_dir, [*fast_args, *overrides], config_name)
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """Environment for subprocess runs: offline W&B, loopback, no inherited cluster/rank variables."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLURM_", "WANDB_", "NNOPT_RUN_STAMP", "PL_", "TORCHELASTIC"))
-        and k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT", "MASTER_ADDR")
-    }
-    env.update(WANDB_MODE="offline", MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    env.update(extra)
-    return env
-
-
-def run_cli(module: str, *args: str, log_dir: Path, timeout: int = 300, env: dict | None = None):
-    """Run `python -m nnopt.<module> args` with all output under `log_dir`; returns CompletedProcess."""
-    cmd = [sys.executable, "-m", f"nnopt.{module}", *args, f"paths.log_dir={log_dir}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or cli_env(), cwd=ROOT)
+from tests.helpers import make_cfg
 
 
 @pytest.fixture

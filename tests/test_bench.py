@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, cli_env
+from tests.helpers import ROOT, cli_env
 
 BENCH = ROOT / "scripts" / "bench.py"
 

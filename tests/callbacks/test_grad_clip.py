@@ -13,7 +13,7 @@ from nnopt import train
 from nnopt.callbacks.grad_clip import GradientClipping
 from nnopt.errors import ConfigError
 from nnopt.lit import Classifier
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 from tests.optim.test_schedules import TINY, TOTAL, rows
 
 N_PARAMS = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10  # default MLP 300-100 on digits upsampled to 28x28

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from nnopt import train
 from nnopt.lit import Classifier
 from nnopt.metrics import summary as S
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 from tests.optim.test_schedules import rows
 
 SHORT = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",

@@ -16,7 +16,7 @@ from nnopt.errors import CheckpointError, ConfigError
 from nnopt.export import export_run
 from nnopt.metrics import summary as S
 from nnopt.train import run
-from tests.conftest import make_cfg, run_cli
+from tests.helpers import make_cfg, run_cli
 
 FAST = ["logger=none", "callbacks.early_stopping=null"]
 LENET_QUICK = ["model=lenet5", "trainer.limit_train_batches=5"]

@@ -7,7 +7,7 @@ import pytest
 from nnopt import distributed, train
 from nnopt.errors import CheckpointError, ConfigError
 from nnopt.metrics import summary as S
-from tests.conftest import cli_env, make_cfg, run_cli
+from tests.helpers import cli_env, make_cfg, run_cli
 
 SLURM_2x2 = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "2", "SLURM_JOB_NAME": "nnopt"}
 

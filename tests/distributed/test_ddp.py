@@ -18,7 +18,7 @@ import torch
 
 from nnopt import train
 from nnopt.metrics import summary as S
-from tests.conftest import ROOT, cli_env, make_cfg
+from tests.helpers import ROOT, cli_env, make_cfg
 
 #: same run on every path: 6 full global batches per epoch (digits' last batch is odd-sized: a 1-process run
 #: trains on its odd sample, a 2-rank run drops it to split evenly)

@@ -11,8 +11,8 @@ import pytest
 
 from nnopt.config import resolvers
 from nnopt.metrics import summary as S
-from tests.conftest import ROOT, cli_env, run_cli
-from tests.data.test_sources import write_mnist_dir
+from tests.helpers import ROOT, cli_env, run_cli
+from tests.helpers.data import write_mnist_dir
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar=null",
         "callbacks.model_summary=null", "efficiency.latency_repeats=1"]  # fmt: skip

@@ -12,7 +12,7 @@ from nnopt import eval as nnopt_eval
 from nnopt import train
 from nnopt.errors import CheckpointError, ConfigError, NnoptError
 from nnopt.metrics import summary as S
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 
 @pytest.fixture(scope="module")

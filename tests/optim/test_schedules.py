@@ -10,7 +10,7 @@ import pytest
 
 from nnopt import train
 from nnopt.metrics import summary as S
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 from tests.reliability.test_bad_inputs import invoke
 
 EPOCHS, STEPS_PER_EPOCH = 3, 4
@@ -179,7 +179,7 @@ def test_total_steps_under_ddp_follow_the_per_rank_loader(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, cli_env
+    from tests.helpers import ROOT, cli_env
 
     run_dir = tmp_path / "ddp"
     (tmp_path / "tmp").mkdir()

@@ -18,7 +18,7 @@ from nnopt import eval as nnopt_eval
 from nnopt import train
 from nnopt.config import resolvers
 from nnopt.metrics import summary as S
-from tests.data.test_sources import write_idx, write_mnist_dir
+from tests.helpers.data import write_idx, write_mnist_dir
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar=null",
         "callbacks.model_summary=null", "efficiency.latency_repeats=1"]  # fmt: skip
@@ -51,7 +51,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("battery")
     logs = root / "logs"
     GlobalHydra.instance().clear()
-    from tests.conftest import make_cfg
+    from tests.helpers import make_cfg
 
     good = train.run(make_cfg(logs / "train" / "runs" / "good", "trainer.max_epochs=1"))
     assert good[S.STATUS] == S.COMPLETED

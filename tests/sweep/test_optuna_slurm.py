@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from nnopt.config import CONFIG_DIR
 from nnopt.metrics import summary as S
 from nnopt.sweep.pruning import OptunaPruning
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]

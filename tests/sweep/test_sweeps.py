@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nnopt.metrics import summary as S
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TINY = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 

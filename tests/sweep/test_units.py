@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nnopt.sweep import find_previous_sweep, job_threads, wandb_sweep_args
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 
 def test_wandb_group_is_the_sweep_and_tags_are_overrides(tmp_path: Path) -> None:
