@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 #: keys of a group option that describe it but are not constructor arguments
 META_KEYS = ("name",)  # `enabled: false` on a callback node switches it off (see instantiate_node)
-CALLBACK_GROUPS = ("schedule", "compression")
+CALLBACK_GROUPS = ("compression",)
 
 
 def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
@@ -74,6 +74,7 @@ def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
         label_smoothing=cfg.get("label_smoothing", 0.0),
         l1=cfg.get("l1", 0.0),
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        schedule=instantiate_node(cfg.schedule) if cfg.get("schedule") and "_target_" in cfg.schedule else None,
     )
     if cfg.get("compile"):
         lit.compile_net(torch.zeros(2, *dm.input_shape))

@@ -58,10 +58,12 @@ class Classifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         l1: float = 0.0,
         run_config: dict[str, Any] | None = None,
+        schedule: Any = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
+        self.schedule = schedule  # an nnopt.optim.schedules factory (None: constant lr); Lightning steps it
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.ce_weight = 1.0
@@ -159,8 +161,11 @@ class Classifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_stage_metrics(N.TEST)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.schedule.lr_scheduler_config(optimizer, self.trainer)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The resolved run config travels with the weights, so `nnopt-eval` can rebuild the model.
