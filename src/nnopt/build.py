@@ -12,13 +12,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
+from hydra.utils import get_class
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.data.base import InMemoryDataModule
 from nnopt.distributed import RankAgreement, wandb_resume_args
-from nnopt.errors import NnoptError
+from nnopt.errors import ConfigError, NnoptError
 from nnopt.lit import Classifier
 from nnopt.sweep import wandb_sweep_args
 from nnopt.tracking import configure_wandb
@@ -61,7 +62,13 @@ def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
 
 def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int):
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.pop("name", None)
+    name = model_cfg.pop("name", None)
+    target = model_cfg.get("_target_")
+    if target and getattr(get_class(target), "image_input", False) and len(in_shape) != 3:
+        raise ConfigError(
+            f"model={name} needs image inputs (C,H,W); "
+            f"data={cfg.data.get('name')} has inputs of shape {tuple(in_shape)}"
+        )
     return instantiate(model_cfg, in_shape=list(in_shape), num_classes=num_classes, _convert_="all")
 
 

@@ -16,10 +16,15 @@ import torch
 
 from nnopt.errors import DataError
 
+#: what a data set asks of the model (data config key `task`)
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+
 
 @dataclass
 class Arrays:
-    """Raw arrays from a source: images (N, C, H, W) or (N, H, W) and integer labels."""
+    """Raw arrays from a source: images (N, C, H, W) or (N, H, W), or tabular (N, F); integer labels
+    (classification) or real targets (regression)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -114,6 +119,9 @@ class InMemoryDataModule(pl.LightningDataModule):
     """Shared DataModule: a source implements :meth:`load_arrays`; splitting, scaling and batching live here."""
 
     num_classes: int = 10
+    #: target mean/std of the training split (regression): metrics are reported in the target's original units
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     def __init__(
         self,
@@ -125,8 +133,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         name: str | None = None,
+        task: str = CLASSIFICATION,
     ) -> None:
         super().__init__()
+        if task not in TASKS:
+            raise DataError(f"data.task={task!r} is not allowed; choose one of: {', '.join(TASKS)}")
+        self.task = task
         self.batch_size = batch_size  # attribute name expected by Lightning's BatchSizeFinder
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
@@ -147,7 +159,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         if self.tensors is not None:
             return
         arrays = self.load_arrays()
-        x_tr, y_tr = _checked(arrays.x_train, arrays.y_train, "train")
+        x_tr, y_tr = _checked(arrays.x_train, arrays.y_train, "train", self.task)
         rng = np.random.default_rng(self.split_seed)
         perm = rng.permutation(len(x_tr))
         if arrays.x_test is None:
@@ -155,7 +167,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             test_idx, perm = perm[:n_test], perm[n_test:]
             x_te, y_te = x_tr[test_idx], y_tr[test_idx]
         else:
-            x_te, y_te = _checked(arrays.x_test, arrays.y_test, "test")
+            x_te, y_te = _checked(arrays.x_test, arrays.y_test, "test", self.task)
         n_val = int(round(len(x_tr) * self.val_fraction))
         val_idx, train_idx = perm[:n_val], perm[n_val:]
         splits = {
@@ -168,15 +180,30 @@ class InMemoryDataModule(pl.LightningDataModule):
                 raise DataError(
                     f"data.name={self.name}: the {split} split is empty; check the fractions/files"
                 )
-        num_classes = int(max(y_tr.max(), y_te.max())) + 1
-        self.num_classes = max(num_classes, self.num_classes)
+        regression = self.task == REGRESSION
+        if regression:
+            self.num_classes = 1  # one output unit
+        else:
+            num_classes = int(max(y_tr.max(), y_te.max())) + 1
+            self.num_classes = max(num_classes, self.num_classes)
         # Scale with train statistics only, so nothing leaks from val/test (torch: multi-threaded, no extra copies).
-        tensors = {split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
+        y_dtype = torch.float32 if regression else torch.int64
+        tensors = {split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=y_dtype))
                    for split, (x, y) in splits.items()}  # fmt: skip
-        std, mean = torch.std_mean(tensors["train"][0])
-        std = std if float(std) > 0 else torch.ones(())
+        x_train = tensors["train"][0]
+        if x_train.dim() == 2:  # tabular: features have unrelated units, so each gets its own scale
+            std, mean = torch.std_mean(x_train, dim=0)
+            std = torch.where(std > 0, std, torch.ones_like(std))
+        else:
+            std, mean = torch.std_mean(x_train)
+            std = std if float(std) > 0 else torch.ones(())
         for x, _ in tensors.values():
             x.sub_(mean).div_(std)
+        if regression:  # standardised targets train well with default learning rates; metrics undo it
+            y_std, y_mean = torch.std_mean(tensors["train"][1])
+            self.target_mean, self.target_std = float(y_mean), float(y_std) if float(y_std) > 0 else 1.0
+            for _, y in tensors.values():
+                y.sub_(self.target_mean).div_(self.target_std)
         self.tensors = {k: (x.contiguous(), y) for k, (x, y) in tensors.items()}
 
     @property
@@ -224,15 +251,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
 
-def _checked(x: np.ndarray, y: np.ndarray | None, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _checked(
+    x: np.ndarray, y: np.ndarray | None, split: str, task: str = CLASSIFICATION
+) -> tuple[np.ndarray, np.ndarray]:
     if y is None or len(x) != len(y):
         raise DataError(f"{split} split: {len(x)} images but {0 if y is None else len(y)} labels")
     if len(x) == 0:
         raise DataError(f"{split} split is empty")
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(f"{split} images must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
-    if y.min() < 0:
+    if x.ndim not in (2, 4):
+        raise DataError(f"{split} inputs must have shape (N, H, W), (N, C, H, W) or (N, F), got {x.shape}")
+    if task == CLASSIFICATION and y.min() < 0:
         raise DataError(f"{split} labels must be >= 0, got {int(y.min())}")
     return x, y

@@ -11,6 +11,8 @@ from nnopt.models.blocks import conv_block, dense_block, flat_features
 
 
 class LeNet5(nn.Module):
+    image_input = True  # conv stack: inputs must be (C, H, W); checked before building
+
     def __init__(
         self,
         in_shape: Sequence[int],
