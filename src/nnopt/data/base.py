@@ -118,6 +118,8 @@ class TensorBatches:
 class InMemoryDataModule(pl.LightningDataModule):
     """Shared DataModule: a source implements :meth:`load_arrays`; splitting, scaling and batching live here."""
 
+    #: declared number of classes (a source's default; `data.num_classes` overrides it): labels must lie in
+    #: [0, num_classes), so one stray label is refused instead of silently widening the model
     num_classes: int = 10
     #: target mean/std of the training split (regression): metrics are reported in the target's original units
     target_mean: float = 0.0
@@ -134,8 +136,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: int = 0,
         name: str | None = None,
         task: str = CLASSIFICATION,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
+        if num_classes is not None:
+            self.num_classes = num_classes
         if task not in TASKS:
             raise DataError(f"data.task={task!r} is not allowed; choose one of: {', '.join(TASKS)}")
         self.task = task
@@ -168,6 +173,14 @@ class InMemoryDataModule(pl.LightningDataModule):
             x_te, y_te = x_tr[test_idx], y_tr[test_idx]
         else:
             x_te, y_te = _checked(arrays.x_test, arrays.y_test, "test", self.task)
+            if x_te.shape[1:] != x_tr.shape[1:]:
+                raise DataError(
+                    f"data.name={self.name}: test inputs have shape {x_te.shape[1:]} per sample but train inputs "
+                    f"{x_tr.shape[1:]}; both splits must come from the same kind of data"
+                )
+        if self.task == CLASSIFICATION:
+            for split, y in (("train", y_tr), ("test", y_te)):
+                check_labels(y, self.num_classes, f"data.name={self.name}: {split} split")
         n_val = int(round(len(x_tr) * self.val_fraction))
         val_idx, train_idx = perm[:n_val], perm[n_val:]
         splits = {
@@ -183,9 +196,6 @@ class InMemoryDataModule(pl.LightningDataModule):
         regression = self.task == REGRESSION
         if regression:
             self.num_classes = 1  # one output unit
-        else:
-            num_classes = int(max(y_tr.max(), y_te.max())) + 1
-            self.num_classes = max(num_classes, self.num_classes)
         # Scale with train statistics only, so nothing leaks from val/test (torch: multi-threaded, no extra copies).
         y_dtype = torch.float32 if regression else torch.int64
         tensors = {split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=y_dtype))
@@ -262,6 +272,27 @@ def _checked(
         x = x[:, None]
     if x.ndim not in (2, 4):
         raise DataError(f"{split} inputs must have shape (N, H, W), (N, C, H, W) or (N, F), got {x.shape}")
-    if task == CLASSIFICATION and y.min() < 0:
-        raise DataError(f"{split} labels must be >= 0, got {int(y.min())}")
+    for what, values in (("inputs", x), ("targets", y)):
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            raise DataError(
+                f"{split} split: {len(bad)} samples have NaN/Inf {what} (first: sample {int(bad[0])}); "
+                "clean or drop them before training"
+            )
+    integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.array_equal(y, np.round(y)))
+    if task == CLASSIFICATION and not integral:
+        raise DataError(f"{split} split: class labels must be integers, got {y.dtype} values")
     return x, y
+
+
+def check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
+    """Refuse labels outside [0, num_classes), naming the first offending value (`where`: split or file)."""
+    if len(y) == 0:
+        return
+    low, high = y.min(), y.max()
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"{where}: label {int(bad)} is outside [0, {num_classes}) ({int(((y < 0) | (y >= num_classes)).sum())} "
+            f"such labels); fix the labels or set data.num_classes"
+        )
