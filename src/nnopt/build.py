@@ -7,6 +7,7 @@ groups (an option with a `_target_` is one callback; an option with a `callbacks
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,19 +16,22 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
+from nnopt import checkpoint, threads
+from nnopt.callbacks.rank_agreement import RankAgreement
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.data.base import InMemoryDataModule
-from nnopt.distributed import RankAgreement, wandb_resume_args
-from nnopt.errors import ConfigError, NnoptError
+from nnopt.errors import CheckpointError, ConfigError, NnoptError
+from nnopt.io import with_atomic_checkpoint_io
 from nnopt.lit import Classifier
-from nnopt.sweep import wandb_sweep_args
-from nnopt.tracking import configure_wandb
 
 log = logging.getLogger(__name__)
 
 #: keys of a group option that describe it but are not constructor arguments
-META_KEYS = ("name",)  # `enabled: false` on a callback node switches it off (see instantiate_node)
+#: (`full_batch`, `early_stopping_patience`: optimizer=gd/lbfgs, read by build_datamodule and
+#: callbacks.early_stopping; `enabled: false` switches a callback node off)
+META_KEYS = ("name", "full_batch", "early_stopping_patience")
 CALLBACK_GROUPS = ("compression",)
 
 
@@ -57,6 +61,8 @@ def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
 def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
     dm = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
     dm.prepare()  # load and check now: shapes are needed for the model, errors must come before training
+    if (cfg.get("optimizer") or {}).get("full_batch"):  # gd/lbfgs: one step per epoch over the whole split
+        dm.batch_size = dm.split_sizes()["train"]
     return dm
 
 
@@ -72,11 +78,32 @@ def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int):
     return instantiate(model_cfg, in_shape=list(in_shape), num_classes=num_classes, _convert_="all")
 
 
+def net_from_checkpoint(
+    path: str | Path, in_shape: tuple[int, ...], num_classes: int, key: str
+) -> tuple[nn.Module, dict[str, Any], DictConfig]:
+    """The network an nnopt checkpoint stores, rebuilt for inputs `in_shape` / `num_classes`, plus its weights
+    (`net.` prefix removed) and the checkpoint's config. Only targets the user chose are instantiated.
+
+    Raises:
+        CheckpointError: unreadable, foreign targets, or the architecture does not fit these inputs.
+    """
+    ckpt = checkpoint.load(path, key)
+    saved = checkpoint.trusted_config(ckpt, path, key)
+    try:
+        net = build_net(saved, in_shape, num_classes)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the checkpoint does not fit this data
+        raise CheckpointError(
+            f"{key}={path} does not fit this data (inputs {tuple(in_shape)}, {num_classes} classes): "
+            f"{str(exc).splitlines()[0][:150]}"
+        ) from None
+    return net, checkpoint.net_state(ckpt["state_dict"]), saved
+
+
 def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
     net = build_net(cfg, dm.input_shape, dm.num_classes)
     lit = Classifier(
         net=net,
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=instantiate_node(cfg.optimizer),
         num_classes=dm.num_classes,
         label_smoothing=cfg.get("label_smoothing", 0.0),
         l1=cfg.get("l1", 0.0),
@@ -108,19 +135,9 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return callbacks
 
 
-def build_loggers(cfg: DictConfig) -> list[pl.loggers.Logger]:
-    loggers = []
-    for name, node in _named(cfg.get("logger")).items():
-        node = OmegaConf.to_container(node, resolve=True)
-        if name == "wandb":
-            configure_wandb(bool(node.pop("online", False)), cfg.paths.output_dir)
-            node.update(wandb_sweep_args(node.get("tags")))  # multirun: group = sweep, tags += overrides
-            node.update(wandb_resume_args(cfg, node))  # run id kept in the run dir: a resumed run continues it
-        else:
-            node.pop("online", None)
-        loggers.append(instantiate(node, _convert_="all"))
-    return loggers
-
-
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+    node = OmegaConf.to_container(cfg.trainer, resolve=True)
+    threads.apply(node)  # pops trainer.threads (not a Trainer argument), sets torch's CPU threads
+    # checkpoints go through a same-directory temp file + fsync + rename (nnopt.io), after the user's own plugins
+    plugins = with_atomic_checkpoint_io(instantiate(node.pop("plugins", None) or [], _convert_="all"))
+    return instantiate(node, callbacks=callbacks, logger=loggers or False, plugins=plugins, _convert_="all")

@@ -1,30 +1,29 @@
-"""`nnopt-eval ckpt_path=...`: test a checkpoint on the test split and write the same summary.json."""
+"""`nnopt-eval ckpt_path=...`: test a checkpoint on the test split and write the same summary.json.
+
+The model and data module are rebuilt from the checkpoint's stored config, which is untrusted data: only targets the
+user chose may be instantiated (see :func:`nnopt.checkpoint.trusted_config`).
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import nnopt.config.resolvers  # noqa: F401
-from nnopt import build, cli, pipeline
+from nnopt import cli, runtime
 from nnopt.config import CONFIG_DIR
-from nnopt.config.schema import validate
-from nnopt.errors import CheckpointError, ConfigError
-from nnopt.lit import CONFIG_KEY
 
-log = logging.getLogger("nnopt")
+#: keys of this command's config that replace the checkpoint's (where and how to test, not what)
+OWN_KEYS = ("trainer", "logger", "paths", "seed", "task_name", "tags", "efficiency")
 
 
-def run_config_from(cfg: DictConfig, saved: dict[str, Any]) -> DictConfig:
+def run_config_from(cfg: DictConfig, saved: DictConfig) -> DictConfig:
     """The checkpoint's config, with this command's trainer/logger/paths and any `+data.*` overrides."""
-    run_cfg = OmegaConf.create(saved)
+    run_cfg = OmegaConf.create(OmegaConf.to_container(saved, resolve=False))
     with open_dict(run_cfg):
-        for key in ("trainer", "logger", "paths", "seed", "task_name", "tags", "efficiency"):
+        for key in OWN_KEYS:
             if key in cfg:
                 run_cfg[key] = cfg[key]
         if "data" in cfg:
@@ -36,25 +35,32 @@ def run_config_from(cfg: DictConfig, saved: dict[str, Any]) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    import pytorch_lightning as pl
+
+    from nnopt import build, checkpoint, pipeline, tracking
+    from nnopt.config.schema import validate
+    from nnopt.errors import CheckpointError, ConfigError
+    from nnopt.metrics import summary as S
+
     with pipeline.RunRecorder(cfg) as rec:
         if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
             raise ConfigError("ckpt_path is required: nnopt-eval ckpt_path=<path/to/checkpoint.ckpt>")
-        ckpt = pipeline.load_checkpoint(cfg.ckpt_path)
-        run_cfg = run_config_from(cfg, ckpt[CONFIG_KEY])
-        rec.summary[pipeline.S.CHOICES] = pipeline.choices(run_cfg)
-        rec.summary["evaluated_ckpt"] = str(cfg.ckpt_path)
+        ckpt = checkpoint.load(cfg.ckpt_path)
+        saved = checkpoint.trusted_config(ckpt, cfg.ckpt_path, chosen=cfg)
+        run_cfg = run_config_from(cfg, saved)
+        rec.summary[S.CHOICES] = pipeline.choices(run_cfg)
+        rec.summary[S.EVALUATED_CKPT] = str(cfg.ckpt_path)
         validate(run_cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(run_cfg)
         lit = build.build_module(run_cfg, dm)
+        checkpoint.check_weights_fit(lit, ckpt, cfg.ckpt_path)
         try:
             lit.load_state_dict(ckpt["state_dict"])
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
-            raise CheckpointError(
-                f"ckpt_path={cfg.ckpt_path}: weights do not fit the model ({first})"
-            ) from None
-        rec.loggers = build.build_loggers(run_cfg)
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: weights do not fit the model ({first})") from None
+        rec.loggers = tracking.build_loggers(run_cfg)
         trainer = build.build_trainer(run_cfg, [], rec.loggers)
         rec.summary.update(pipeline.test_and_measure(trainer, lit, dm, run_cfg, None))
     return rec.summary
@@ -66,6 +72,7 @@ def _app(cfg: DictConfig) -> Any:
 
 
 def main() -> None:
+    runtime.configure()
     cli.precheck(sys.argv[1:], "eval")
     _app()
 

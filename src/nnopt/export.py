@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from nnopt.compression.quantization import INT8_FILE, load_int8
 from nnopt.errors import CheckpointError, NnoptError
-from nnopt.lit import CONFIG_KEY
+from nnopt.io import write_atomic
 
 
 def export_onnx(model: nn.Module, in_shape: tuple[int, ...], path: str | Path) -> Path:
@@ -72,11 +71,11 @@ def resolve_checkpoint(target: str | Path) -> Path:
 
 def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bool = True) -> dict[str, Any]:
     """Export the run's float model and, if saved, its int8 model; returns what was written and checked."""
-    from nnopt import build, pipeline
+    from nnopt import build, checkpoint
 
     ckpt_path = resolve_checkpoint(target)
-    ckpt = pipeline.load_checkpoint(ckpt_path)
-    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    ckpt = checkpoint.load(ckpt_path)
+    cfg = checkpoint.trusted_config(ckpt, ckpt_path)
     out = Path(out_dir) if out_dir else ckpt_path.parent.parent / "onnx"
     dm = build.build_datamodule(cfg)
     in_shape = dm.input_shape
@@ -92,7 +91,7 @@ def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bo
         report["models"][name] = entry
 
     float_net = build.build_net(cfg, in_shape, dm.num_classes)
-    state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = checkpoint.net_state(ckpt["state_dict"])
     try:
         float_net.load_state_dict(state)
     except RuntimeError:
@@ -122,11 +121,14 @@ def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bo
 
 def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "export.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
+    from nnopt import runtime
+
+    runtime.configure()
     parser = argparse.ArgumentParser(prog="nnopt-export", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="a run dir (uses checkpoints/last.ckpt) or a checkpoint file")
     parser.add_argument("--out", default=None, help="output dir (default: <run dir>/onnx)")

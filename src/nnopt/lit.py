@@ -1,4 +1,8 @@
-"""The one LightningModule: a classifier around any plain `nn.Module`."""
+"""LightningModules around any plain `nn.Module`: shared training mechanics (`TaskModule`) and the classifier.
+
+A task (classification, regression) defines its training criterion, its evaluation step and its metrics; the
+optimizer and LR schedule, extra loss terms, the compiled and the deployed network are the same for every task.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,134 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
+from typing_extensions import override
 
+from nnopt import _compat
+from nnopt.checkpoint import CONFIG_KEY
 from nnopt.metrics import names as N
 
-#: extra loss terms callbacks may add: fn(module, x, logits, y) -> scalar tensor
-LossTerm = Callable[["Classifier", torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-CONFIG_KEY = "nnopt_config"
+#: extra loss terms callbacks may add: fn(module, x, outputs, y) -> scalar tensor
+LossTerm = Callable[["TaskModule", torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TaskModule(pl.LightningModule):
+    """Training mechanics shared by every task.
+
+    `loss_terms` lets callbacks (L1, distillation, ...) add to the training loss without subclassing;
+    `task_weight` scales the task's own criterion (distillation moves weight to its own term). The compiled network
+    and the deployed network (e.g. the int8 model a quantization callback converts) are kept outside the module tree,
+    so checkpoints hold the plain float weights.
+
+    Args:
+        net: the network; any `nn.Module`.
+        optimizer: a factory `optimizer(params=...)` (Hydra `_partial_`).
+        run_config: the resolved run config, stored in every checkpoint (`nnopt.checkpoint.CONFIG_KEY`).
+        schedule: an `nnopt.optim.schedules` factory, or None for a constant lr; Lightning steps it.
+        l1: weight of an L1 penalty on weight matrices/kernels.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        run_config: dict[str, Any] | None = None,
+        schedule: Any = None,
+        l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.schedule = schedule
+        self.run_config = run_config or {}
+        self.task_weight = 1.0
+        self.loss_terms: dict[str, LossTerm] = {}
+        if l1 > 0:
+            self.loss_terms["l1"] = l1_penalty(l1)
+        object.__setattr__(self, "_compiled_net", None)  # not submodules: see the class docstring
+        object.__setattr__(self, "_deploy_net", None)
+
+    # -- networks ---------------------------------------------------------------------------------------
+    @override
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._compiled_net(x) if self._compiled_net is not None else self.net(x)
+
+    def compile_net(self, example: torch.Tensor) -> bool:
+        """torch.compile the inner network (compiling the LightningModule breaks `self.log` on this Lightning/torch
+        pair). Returns False, with a warning, where compilation is unavailable."""
+        try:
+            compiled = torch.compile(self.net)
+            compiled(example)  # compile now: a missing compiler fails here, not in the first training step
+        except Exception as exc:  # noqa: BLE001 - any backend failure means "run eagerly"
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"compile=true: torch.compile is unavailable here ({first}); training eagerly", stacklevel=2)
+            return False
+        object.__setattr__(self, "_compiled_net", compiled)
+        return True
+
+    def drop_compiled_net(self) -> None:
+        """Forget the compiled graph (after `net` was replaced, e.g. by QAT's fake-quantized model)."""
+        object.__setattr__(self, "_compiled_net", None)
+
+    def set_deploy_net(self, model: nn.Module | None) -> None:
+        """The model the summary tests, measures and exports instead of `net` (e.g. the converted int8 model)."""
+        object.__setattr__(self, "_deploy_net", model)
+
+    @property
+    def deploy_net(self) -> nn.Module | None:
+        return self._deploy_net
+
+    def deployable(self) -> nn.Module:
+        return self._deploy_net if self._deploy_net is not None else self.net
+
+    def eval_forward(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """Outputs for evaluation: the test split runs the deployed model (int8 kernels are CPU kernels)."""
+        if stage == N.TEST and self._deploy_net is not None:
+            return self._deploy_net(x.cpu()).to(x.device)
+        return self(x)
+
+    # -- training ---------------------------------------------------------------------------------------
+    def criterion(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's training loss."""
+        raise NotImplementedError
+
+    def on_train_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
+        """Per-step bookkeeping of training outputs (e.g. running accuracy counts); none by default."""
+
+    @override
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        outputs = self(x)
+        loss = self.task_weight * self.criterion(outputs, y)
+        log_now = self._log_this_step()
+        for name, term in self.loss_terms.items():
+            value = term(self, x, outputs, y)
+            if log_now:
+                self.log(N.key(N.TRAIN, f"loss_{name}"), value, on_step=True, on_epoch=False, batch_size=len(y))
+            loss = loss + value
+        self.on_train_outputs(outputs.detach(), y)
+        if log_now:
+            self.log(N.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def _log_this_step(self) -> bool:
+        """Per-step values reach loggers only every `log_every_n_steps`; skipping `self.log` on the other steps
+        saves ~0.3 ms/step, which is most of the framework cost for small models."""
+        trainer = _compat.attached_trainer(self)
+        if trainer is None:
+            return True
+        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or self.global_step == 0
+
+    @override
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.schedule.lr_scheduler_config(optimizer, self.trainer)}
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The resolved run config travels with the weights, so `nnopt-eval` can rebuild the model.
+        checkpoint[CONFIG_KEY] = self.run_config
 
 
 def class_metrics(num_classes: int) -> MetricCollection:
@@ -42,104 +168,61 @@ def class_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-class Classifier(pl.LightningModule):
-    """Cross-entropy classifier; train/val/test share one `_step`.
+class Classifier(TaskModule):
+    """Cross-entropy classifier: accuracy, macro precision/recall/F1 and a confusion matrix on val/test.
 
-    `loss_terms` lets callbacks (L1, distillation, ...) add to the training loss without subclassing;
-    `ce_weight` scales the cross-entropy part. `deploy_net`, when a compression callback sets it, is the
-    model the summary measures and exports (e.g. the converted int8 model).
+    Args:
+        num_classes: number of classes (outputs of `net`).
+        label_smoothing: cross-entropy label smoothing during training (evaluation uses plain cross-entropy).
+        **kwargs: see :class:`TaskModule`.
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        num_classes: int,
-        label_smoothing: float = 0.0,
-        l1: float = 0.0,
-        run_config: dict[str, Any] | None = None,
-        schedule: Any = None,
-    ) -> None:
-        super().__init__()
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.schedule = schedule  # an nnopt.optim.schedules factory (None: constant lr); Lightning steps it
+    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], num_classes: int,
+                 label_smoothing: float = 0.0, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(net, optimizer, **kwargs)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
-        self.ce_weight = 1.0
-        self.loss_terms: dict[str, LossTerm] = {}
-        if l1 > 0:
-            self.loss_terms["l1"] = l1_penalty(l1)
-        self.run_config = run_config or {}
-        self.deploy_net: nn.Module | None = None
         # Train accuracy as two running counts: a torchmetrics update per step costs more than a small model's step.
         self._train_correct = torch.zeros((), dtype=torch.long)
         self._train_seen = 0
-        self.stage_metrics = nn.ModuleDict(
-            {N.VAL: class_metrics(num_classes), N.TEST: class_metrics(num_classes)}
-        )
+        self.stage_metrics = nn.ModuleDict({N.VAL: class_metrics(num_classes), N.TEST: class_metrics(num_classes)})
         self.val_acc_best = MaxMetric()
         self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        compiled = self.__dict__.get("_compiled_net")
-        return compiled(x) if compiled is not None else self.net(x)
+    @override
+    def criterion(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, y, label_smoothing=self.label_smoothing)
 
-    def compile_net(self, example: torch.Tensor) -> bool:
-        """torch.compile the inner network (compiling the LightningModule breaks `self.log` on this
-        Lightning/torch pair). Kept outside the module tree, so checkpoints hold the plain weights.
-        Returns False, with a warning, where compilation is unavailable."""
-        try:
-            compiled = torch.compile(self.net)
-            compiled(example)  # compile now: a missing compiler fails here, not in the first training step
-        except Exception as exc:  # noqa: BLE001 - any backend failure means "run eagerly"
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            warnings.warn(f"compile=true: torch.compile is unavailable here ({first}); training eagerly", stacklevel=2)
-            return False
-        self.__dict__["_compiled_net"] = compiled
-        return True
+    @override
+    def on_train_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
+        self._train_correct = self._train_correct.to(y.device) + (outputs.argmax(1) == y).sum()
+        self._train_seen += len(y)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        deploy = self.deploy_net if stage == N.TEST else None  # test the model that is deployed (e.g. int8)
-        logits = self(x) if deploy is None else deploy(x.cpu()).to(x.device)  # int8 kernels are CPU kernels
-        ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == N.TRAIN else 0.0)
-        if stage == N.TRAIN:
-            loss = self.ce_weight * ce
-            log_now = self._log_this_step()
-            for name, term in self.loss_terms.items():
-                value = term(self, x, logits, y)
-                if log_now:
-                    self.log(N.key(N.TRAIN, f"loss_{name}"), value, on_step=True, on_epoch=False, batch_size=len(y))
-                loss = loss + value
-            self._train_correct = self._train_correct.to(y.device) + (logits.detach().argmax(1) == y).sum()
-            self._train_seen += len(y)
-            if log_now:
-                self.log(N.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
-            return loss
+        logits = self.eval_forward(x, stage)
+        loss = F.cross_entropy(logits, y)
         self.stage_metrics[stage].update(logits, y)
         if stage == N.TEST:
             self.confusion.update(logits, y)
-        self.log(N.key(stage, N.LOSS), ce, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        return ce
+        self.log(N.key(stage, N.LOSS), loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        return loss
 
-    def _log_this_step(self) -> bool:
-        """Per-step values reach loggers only every `log_every_n_steps`; skipping `self.log` on the other steps
-        saves ~0.3 ms/step, which is most of the framework cost for small models."""
-        trainer = self._trainer
-        if trainer is None:
-            return True
-        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or self.global_step == 0
+    @override
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, N.VAL)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, N.TRAIN)
+    @override
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, N.TEST)
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, N.VAL)
+    @override
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Class probabilities for `x` or `(x, y)` batches, from the deployed model when there is one."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.eval_forward(x, N.TEST).softmax(dim=-1)
 
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, N.TEST)
-
+    @override
     def on_train_epoch_end(self) -> None:
         if self._train_seen:
             acc = self._train_correct.float() / self._train_seen
@@ -152,33 +235,22 @@ class Classifier(pl.LightningModule):
         self.log_dict({N.key(stage, k): v for k, v in values.items()}, prog_bar=stage == N.VAL)
         return values
 
+    @override
     def on_validation_epoch_end(self) -> None:
         values = self._log_stage_metrics(N.VAL)
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(values[N.ACC])
             self.log(N.VAL_ACC_BEST, self.val_acc_best.compute())
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_stage_metrics(N.TEST)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if self.schedule is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.schedule.lr_scheduler_config(optimizer, self.trainer)}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The resolved run config travels with the weights, so `nnopt-eval` can rebuild the model.
-        checkpoint[CONFIG_KEY] = self.run_config
-
-    def deployable(self) -> nn.Module:
-        return self.deploy_net if self.deploy_net is not None else self.net
 
 
 def l1_penalty(weight: float) -> LossTerm:
     """L1 on weight matrices/kernels (not biases or norm scales)."""
 
-    def term(module: Classifier, x, logits, y) -> torch.Tensor:
+    def term(module: TaskModule, x, outputs, y) -> torch.Tensor:
         return weight * sum(p.abs().sum() for n, p in module.net.named_parameters() if p.dim() > 1)
 
     return term

@@ -10,17 +10,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from nnopt.callbacks.throughput import TrainThroughput
-from nnopt.errors import CheckpointError, NnoptError
-from nnopt.lit import CONFIG_KEY, Classifier
+from nnopt.errors import NnoptError
+from nnopt.lit import TaskModule
 from nnopt.metrics import efficiency
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.metrics.plots import confusion_matrix_png
-from nnopt.tracking import finish_wandb
+from nnopt.tracking import finish_wandb, log_final_summary
 
 log = logging.getLogger("nnopt")
 #: groups whose chosen option name goes into summary["choices"]
@@ -55,63 +55,14 @@ def base_summary(cfg: DictConfig) -> dict[str, Any]:
         {
             S.SEED: cfg.get("seed"),
             S.CHOICES: choices(cfg),
-            "task_name": cfg.get("task_name"),
-            "tags": list(cfg.get("tags") or []),
-            "overrides": overrides(),
-            "run_dir": str(Path(cfg.paths.output_dir).resolve()),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            S.TASK_NAME: cfg.get("task_name"),
+            S.TAGS: list(cfg.get("tags") or []),
+            S.OVERRIDES: overrides(),
+            S.RUN_DIR: str(Path(cfg.paths.output_dir).resolve()),
+            S.STARTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
     return summary
-
-
-def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
-    """Load a checkpoint safely (weights_only: no arbitrary pickles) or raise CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{key}={path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{key}={path} is not a readable nnopt checkpoint ({first[:200]})"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or CONFIG_KEY not in ckpt:
-        raise CheckpointError(f"{key}={path} is not an nnopt checkpoint (no state_dict/config in it)")
-    return ckpt
-
-
-#: a checkpoint from elsewhere must share these groups (batch size etc. may change)
-RESUME_GROUPS = ("model", "data")
-#: a checkpoint in this run's own dir (auto-resume, requeue) must come from this very configuration
-SAME_RUN_GROUPS = (*RESUME_GROUPS, "optimizer", "schedule", "compression", "seed")
-
-
-def check_resume(cfg: DictConfig) -> str | None:
-    """Refuse to resume from a checkpoint of another model or data set; a checkpoint of this run's own dir
-    (resume=true, SLURM requeue) must also match the optimizer, schedule, compression, seed and batch size."""
-    if not cfg.get("ckpt_path"):
-        return None
-    from nnopt.distributed import in_run_dir
-
-    ckpt = load_checkpoint(cfg.ckpt_path)
-    saved = ckpt[CONFIG_KEY]
-    same_run = in_run_dir(cfg.ckpt_path, cfg)
-    ignored = ("eval_batch_size", "on_device", "dir", *(() if same_run else ("batch_size",)))
-    for group in SAME_RUN_GROUPS if same_run else RESUME_GROUPS:
-        if isinstance(cfg.get(group), DictConfig):
-            mine, theirs, prefix = OmegaConf.to_container(cfg[group], resolve=True), saved.get(group) or {}, f"{group}."
-        else:  # a root value (seed) or an empty group (compression=none)
-            mine, theirs, prefix = {group: cfg.get(group)}, {group: saved.get(group)}, ""
-        diff = [k for k in mine if k not in ignored and mine.get(k) != theirs.get(k)]
-        if diff:
-            k = diff[0]
-            raise CheckpointError(
-                f"ckpt_path={cfg.ckpt_path} was trained with {prefix}{k}={theirs.get(k)!r}, "
-                f"this run has {prefix}{k}={mine.get(k)!r}; resume with the same {group} config"
-            )
-    return str(cfg.ckpt_path)
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float | None:
@@ -120,7 +71,7 @@ def _metric(metrics: dict[str, Any], key: str) -> float | None:
 
 
 def test_and_measure(
-    trainer: pl.Trainer, lit: Classifier, dm: pl.LightningDataModule, cfg: DictConfig, ckpt_path: str | None
+    trainer: pl.Trainer, lit: TaskModule, dm: pl.LightningDataModule, cfg: DictConfig, ckpt_path: str | None
 ) -> dict[str, Any]:
     """Test `lit` (optionally from a checkpoint), save the confusion matrix, measure efficiency."""
     out: dict[str, Any] = {}
@@ -148,26 +99,28 @@ def training_stats(trainer: pl.Trainer) -> dict[str, Any]:
     timer = next((c for c in trainer.callbacks if isinstance(c, TrainThroughput)), None)
     stats: dict[str, Any] = {
         S.TRAIN_EPOCHS: trainer.current_epoch,
+        S.TRAIN_STEPS: trainer.global_step,
         S.TRAIN_PEAK_MEM: efficiency.peak_memory_mb(),
         S.TRAIN_WORLD_SIZE: trainer.world_size,
+        S.TRAIN_THREADS: torch.get_num_threads(),
     }
     if timer is not None:
         stats[S.TRAIN_TIME] = timer.time_s
         stats[S.TRAIN_SAMPLES_PER_S] = timer.samples_per_s(trainer.world_size)
         stats[S.TRAIN_SAMPLES_RANK0] = timer.samples
+    pruned = [cb.pruned_at for cb in trainer.callbacks if getattr(cb, "pruned_at", None) is not None]
+    if pruned:  # an Optuna pruner stopped this trial (nnopt.sweep.pruning): status `pruned`, not a full run
+        stats[S.PRUNED_AT] = pruned[0]
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and getattr(ckpt_cb, "best_model_path", ""):
-        stats["ckpt/best"] = ckpt_cb.best_model_path
-        stats["ckpt/last"] = getattr(ckpt_cb, "last_model_path", None)
+        stats[S.CKPT_BEST] = ckpt_cb.best_model_path
+        stats[S.CKPT_LAST] = getattr(ckpt_cb, "last_model_path", None)
     return stats
 
 
 def report_summary(summary: dict[str, Any], loggers: list) -> None:
-    """Hand the final numbers to loggers that keep a run summary (W&B), print a short table."""
-    numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.summary.update({f"summary/{k}": v for k, v in numeric.items()})
+    """Hand the final numbers to the loggers, print a short table."""
+    log_final_summary(loggers, summary)
     from rich.console import Console
     from rich.table import Table
 
@@ -227,14 +180,14 @@ class RunRecorder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is None:
-            self.summary[S.STATUS] = S.COMPLETED
+            self.summary[S.STATUS] = S.PRUNED if self.summary.get(S.PRUNED_AT) is not None else S.COMPLETED
         else:
             self.summary[S.STATUS] = S.FAILED
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self.summary[S.ERROR] = f"{type(exc).__name__}: {first}"
             if getattr(exc, "step", None) is not None:  # e.g. TrainingDiverged
-                self.summary["failed_at_step"] = exc.step
-        self.summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+                self.summary[S.FAILED_AT_STEP] = exc.step
+        self.summary[S.FINISHED_AT] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
             if isinstance(exc, NnoptError) and self._discard_on_bad_input():
                 return

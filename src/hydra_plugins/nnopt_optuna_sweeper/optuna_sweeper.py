@@ -23,6 +23,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from nnopt._compat import set_trial_user_attr, trial_state
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("nnopt")
@@ -83,7 +84,10 @@ def _number(value: Any) -> bool:
 
 def _summary(ret: Any) -> dict[str, Any]:
     """A job's summary: what the task returned (None when it failed before writing one)."""
-    value = getattr(ret, "_return_value", None)  # .return_value re-raises a job's exception
+    try:
+        value = ret.return_value  # re-raises the job's exception when it failed
+    except Exception:  # noqa: BLE001 - a failed job simply has no summary
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -152,7 +156,7 @@ class NnoptOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # no public API for this
+            set_trial_user_attr(study, trial, "interrupted", True)
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             study.enqueue_trial(trial.params, skip_if_exists=False)
             log.info("optuna: trial %d was interrupted; its parameters are queued again", trial.number)
@@ -187,7 +191,7 @@ class NnoptOptunaSweeper(Sweeper):
             batch = [[*fixed, *(f"{k}={v}" for k, v in t.params.items()), *pruning(t.number)] for t in trials]
             returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, ret in zip(trials, returns, strict=True):
-                state = study._storage.get_trial(trial._trial_id).state  # no public read of one trial's state
+                state = trial_state(study, trial)
                 if state.is_finished():  # pruned by its callback
                     log.info("optuna: trial %d %s", trial.number, state.name)
                     continue

@@ -22,9 +22,10 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 from torch.ao.nn.intrinsic import qat as nniqat
+from typing_extensions import override
 
 from nnopt.compression import keep_training_until, restart_best_tracking
-from nnopt.errors import CheckpointError, ConfigError
+from nnopt.errors import CheckpointError, ConfigError, require, require_choice
 from nnopt.metrics import summary as S
 
 INT8_FILE = "model_int8.pt"
@@ -40,15 +41,13 @@ _FUSE_PATTERNS = (
 
 
 def backends() -> list[str]:
+    """The quantized engines this CPU/torch build supports (e.g. x86, fbgemm, qnnpack, onednn)."""
     return [b for b in torch.backends.quantized.supported_engines if b != "none"]
 
 
 def check_backend(backend: str) -> None:
-    if backend not in backends():
-        raise ConfigError(
-            f"compression.backend={backend!r} is not available on this CPU/torch build; "
-            f"choose one of: {', '.join(backends())}"
-        )
+    """Raise ConfigError, naming the available engines, if this CPU/torch build has no `backend` engine."""
+    require_choice("compression.backend", backend, backends(), "is not available on this CPU/torch build")
 
 
 def fusion_groups(model: nn.Module) -> list[list[str]]:
@@ -94,15 +93,6 @@ def quantize_dynamic(net: nn.Module) -> nn.Module:
     return tq.quantize_dynamic(copy.deepcopy(net).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
 
 
-def is_int8(model: nn.Module) -> bool:
-    return any(".quantized" in type(m).__module__ for m in model.modules())
-
-
-def set_deploy_net(lit: pl.LightningModule, model: nn.Module | None) -> None:
-    """Set `Classifier.deploy_net` outside the module tree: it must stay out of the float checkpoint."""
-    lit.__dict__["deploy_net"] = model
-
-
 # -- saving and loading the int8 model ------------------------------------------------------------
 def save_int8(model: nn.Module, path: str | Path, kind: str, backend: str) -> Path:
     path = Path(path)
@@ -143,7 +133,15 @@ def load_int8(path: str | Path, float_net: nn.Module, in_shape: tuple[int, ...])
 class Int8Deploy(pl.Callback):
     """Base: at train end and test start, build the int8 model from the current weights, make it the deployed
     model (tested and measured by the pipeline), save it beside the float checkpoint, and log the float
-    model's test accuracy as `test/acc_float` for comparison."""
+    model's test accuracy as `test/acc_float` for comparison.
+
+    Args:
+        backend: the quantized engine (:func:`backends` lists this machine's).
+        output_dir: run dir; rank 0 saves the int8 model to `<output_dir>/checkpoints/model_int8.pt` (None: not saved).
+
+    Raises:
+        ConfigError: if `backend` is not available on this CPU/torch build.
+    """
 
     kind = "static"
 
@@ -162,44 +160,66 @@ class Int8Deploy(pl.Callback):
 
     def finalize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> nn.Module:
         int8 = self.quantize(trainer, pl_module).eval()
-        set_deploy_net(pl_module, int8)
+        pl_module.set_deploy_net(int8)
         if self.output_dir and trainer.is_global_zero:
             save_int8(int8, Path(self.output_dir) / "checkpoints" / INT8_FILE, self.kind, self.backend)
         return int8
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.finalize(trainer, pl_module)
 
+    @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.finalize(trainer, pl_module)  # from the weights being tested (a checkpoint may have been loaded)
         self._correct = self._seen = 0
 
+    @override
     @torch.no_grad()
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         x, y = batch
         self._correct += int((self.float_forward(pl_module, x).argmax(1) == y).sum())
         self._seen += len(y)
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._seen:
             pl_module.log(S.TEST_ACC_FLOAT, self._correct / self._seen, sync_dist=True)
 
 
 class PostTrainingQuantization(Int8Deploy):
-    """int8 after training: `dynamic` (Linear weights int8, activations quantized on the fly) or `static`
-    (weights and activations int8, activation ranges calibrated on `calibration_batches` training batches)."""
+    """int8 after training, from the final (or tested) float weights.
+
+    Args:
+        mode: `dynamic` (Linear weights int8, activations quantized on the fly) or `static` (weights and
+            activations int8, activation ranges calibrated on training batches).
+        calibration_batches: training batches run through the observers for `static` (>= 1).
+        backend: see :class:`Int8Deploy`.
+        output_dir: see :class:`Int8Deploy`.
+
+    Raises:
+        ConfigError: on a `mode`, `calibration_batches` or `backend` that is not allowed.
+    """
 
     def __init__(
         self, mode: str = "static", calibration_batches: int = 10, backend: str = "x86", output_dir: str | None = None
     ) -> None:
         super().__init__(backend, output_dir)
-        if mode not in ("static", "dynamic"):
-            raise ConfigError(f"compression.mode={mode!r} is not allowed; choose one of: static, dynamic")
-        if not isinstance(calibration_batches, int) or calibration_batches < 1:
-            raise ConfigError(f"compression.calibration_batches={calibration_batches!r} must be an integer >= 1")
+        require_choice("compression.mode", mode, ("static", "dynamic"))
+        ok = isinstance(calibration_batches, int) and calibration_batches >= 1
+        require(ok, "compression.calibration_batches", calibration_batches, "an integer >= 1")
         self.kind = mode
         self.calibration_batches = calibration_batches
 
+    @override
     @torch.no_grad()
     def quantize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> nn.Module:
         if self.kind == "dynamic":
@@ -216,8 +236,21 @@ class QuantizationAwareTraining(Int8Deploy):
     """Fake quantization from `start_epoch` (after float warm-up), observers and BN statistics frozen from
     `freeze_observers_epoch` / `freeze_bn_epoch`, converted to int8 at the end.
 
-    Defaults: start two thirds into training, freeze two thirds of the way through the QAT epochs.
     Observers are paused during validation/test so their ranges come from training data only.
+
+    Args:
+        start_epoch: first epoch with fake quantization (None: two thirds into training); the earlier epochs
+            train in float.
+        freeze_observers_epoch: from this epoch on, activation ranges stay fixed (None: two thirds of the way
+            through the QAT epochs).
+        freeze_bn_epoch: from this epoch on, BatchNorm statistics stay fixed (None: as for the observers).
+        backend: see :class:`Int8Deploy`.
+        output_dir: see :class:`Int8Deploy`.
+
+    Raises:
+        ConfigError: on an epoch that is not an integer >= 0; at `setup`, when QAT would start at or after
+            `trainer.max_epochs` or a freeze epoch is not after `start_epoch`; at the end, when training stopped
+            before QAT started.
     """
 
     kind = "qat"
@@ -231,15 +264,20 @@ class QuantizationAwareTraining(Int8Deploy):
         output_dir: str | None = None,
     ) -> None:
         super().__init__(backend, output_dir)
-        for name, value in (("start_epoch", start_epoch), ("freeze_observers_epoch", freeze_observers_epoch),
-                            ("freeze_bn_epoch", freeze_bn_epoch)):  # fmt: skip
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ConfigError(f"compression.{name}={value!r} must be an integer >= 0 (an epoch index)")
+        epochs = {
+            "start_epoch": start_epoch,
+            "freeze_observers_epoch": freeze_observers_epoch,
+            "freeze_bn_epoch": freeze_bn_epoch,
+        }
+        for name, value in epochs.items():
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+            require(ok, f"compression.{name}", value, "an integer >= 0 (an epoch index)")
         self.start_epoch = start_epoch
         self.freeze_observers_epoch = freeze_observers_epoch
         self.freeze_bn_epoch = freeze_bn_epoch
         self.prepared = False
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -256,8 +294,8 @@ class QuantizationAwareTraining(Int8Deploy):
         late = start + math.ceil(2 * ((max_epochs or start + 3) - start) / 3)
         for name in ("freeze_observers_epoch", "freeze_bn_epoch"):
             value = getattr(self, name)
-            if value is not None and value <= start:
-                raise ConfigError(f"compression.{name}={value} must be after compression.start_epoch={start}")
+            ok = value is None or value > start
+            require(ok, f"compression.{name}", value, f"an epoch after compression.start_epoch={start}")
             setattr(self, name, value if value is not None else late)
         self.start_epoch = start
         keep_training_until(trainer, start)
@@ -265,18 +303,22 @@ class QuantizationAwareTraining(Int8Deploy):
             self._prepare(pl_module)  # before Lightning loads the QAT-shaped weights into the module
 
     def _checkpoint_prepared(self, trainer: pl.Trainer) -> bool:
+        """Whether the checkpoint being resumed holds the fake-quantized model (read once: nnopt.checkpoint.read)."""
+        from nnopt.checkpoint import callback_state, read
+
         try:
-            ckpt = torch.load(trainer.ckpt_path, map_location="cpu", weights_only=True)
+            ckpt = read(trainer.ckpt_path)
         except Exception:  # noqa: BLE001 - Lightning reports an unreadable checkpoint itself
             return False
-        return bool((ckpt.get("callbacks") or {}).get(self.state_key, {}).get("prepared"))
+        return bool(callback_state(ckpt, self.state_key).get("prepared"))
 
     def _prepare(self, pl_module: pl.LightningModule) -> None:
         device = pl_module.device
         pl_module.net = prepare(pl_module.net, self.backend, qat=True).to(device)
-        pl_module.__dict__.pop("_compiled_net", None)  # a compiled graph of the float net would bypass QAT
+        pl_module.drop_compiled_net()  # a compiled graph of the float net would bypass QAT
         self.prepared = True
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if epoch >= self.start_epoch and not self.prepared:
@@ -294,22 +336,27 @@ class QuantizationAwareTraining(Int8Deploy):
         if self.prepared:
             pl_module.net.apply(tq.disable_observer)
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pause_observers(pl_module)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.prepared and trainer.current_epoch < self.freeze_observers_epoch:
             pl_module.net.apply(tq.enable_observer)
 
+    @override
     def quantize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> nn.Module:
         if not self.prepared:
             raise ConfigError("compression=qat: training ended before compression.start_epoch; no QAT happened")
         return convert(pl_module.net)
 
+    @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pause_observers(pl_module)
         super().on_test_start(trainer, pl_module)
 
+    @override
     def float_forward(self, pl_module: pl.LightningModule, x: torch.Tensor) -> torch.Tensor:
         """The same trained weights without fake quantization: what int8 conversion costs."""
         pl_module.net.apply(tq.disable_fake_quant)
@@ -318,8 +365,10 @@ class QuantizationAwareTraining(Int8Deploy):
         finally:
             pl_module.net.apply(tq.enable_fake_quant)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"prepared": self.prepared}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.prepared = self.prepared or bool(state_dict.get("prepared"))

@@ -9,12 +9,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import nnopt.config.resolvers  # noqa: F401  (registers ${run_stamp:}, ${nnopt_root:})
+from nnopt import runtime
 from nnopt.config import CONFIG_DIR
 
 
 def compose_run_config(out_dir: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
     """The composed config with all output under `out_dir`, ready for `nnopt.train.run(cfg)`."""
+    runtime.configure()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)

@@ -31,9 +31,9 @@ def weight_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
                 yield getattr(module, name[: -len("_orig")])  # torch.nn.utils.prune: weight = orig * mask
             elif param is not None:
                 yield param
-        # quantized Linear/Conv keep packed weights; a quantized Linear's `_packed_params` child has the same
-        if callable(getattr(module, "_weight_bias", None)) and not type(module).__name__.endswith("PackedParams"):
-            yield from _tensors(module._weight_bias())
+        # quantized Linear/Conv keep packed weights behind public weight()/bias() methods (not parameters)
+        if callable(getattr(module, "weight", None)) and ".quantized" in type(module).__module__:
+            yield from _tensors((module.weight(), module.bias()))
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

@@ -1,25 +1,41 @@
 """The run-summary contract: every run writes one flat `summary.json`; later layers only read it.
 
-Change it only by adding keys (bump SCHEMA_VERSION when you do).
+Every key is a constant here. Change the contract only by adding keys, and bump SCHEMA_VERSION when you do:
+readers accept every version up to the current one, so older sweeps stay readable.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from nnopt import io as _io
 from nnopt.errors import NnoptError
 from nnopt.metrics import names as N
 
-SCHEMA_VERSION = 1
+#: 1: the first contract; 2: adds train/threads, train/steps, pruned/interrupted statuses and the keys below
+SCHEMA_VERSION = 2
+SCHEMA_KEY = "schema_version"
 FILENAME = "summary.json"
 
 STATUS, COMPLETED, FAILED = "status", "completed", "failed"
+PRUNED = "pruned"  # an Optuna trial its pruner stopped early: not a full run, ranked apart
 SEED, CHOICES, ERROR = "seed", "choices", "error"
+#: run identity and provenance
+TASK_NAME, TAGS, OVERRIDES, RUN_DIR = "task_name", "tags", "overrides", "run_dir"
+STARTED_AT, FINISHED_AT = "started_at", "finished_at"
+#: the step at which a run diverged (callbacks.divergence)
+FAILED_AT_STEP = "failed_at_step"
+#: the checkpoint `nnopt-eval` tested (a re-test of a run, not a new run of it)
+EVALUATED_CKPT = "evaluated_ckpt"
+#: best (by the checkpoint monitor) and last checkpoints of the run
+CKPT_BEST, CKPT_LAST = "ckpt/best", "ckpt/last"
+#: sparsity reached by compression=prune (logged per epoch by the pruning callback)
+PRUNE_SPARSITY = "prune/sparsity"
+#: the epoch after which an Optuna pruner stopped the trial (status `pruned`)
+PRUNED_AT = "pruned_at_epoch"
 
 TEST_ACC = N.key(N.TEST, N.ACC)
 TEST_PRECISION = N.key(N.TEST, N.PRECISION)
@@ -42,17 +58,26 @@ TEST_ACC_FLOAT = N.key(N.TEST, "acc_float")
 TRAIN_TIME = "train/time_s"
 TRAIN_SAMPLES_PER_S = "train/samples_per_s"
 TRAIN_EPOCHS = "train/epochs"
+TRAIN_STEPS = "train/steps"  # optimizer steps (trainer.global_step): equals epochs for full-batch gd/lbfgs
 TRAIN_PEAK_MEM = "train/peak_mem_mb"
 #: optional keys: number of DDP ranks, and training samples rank 0 itself processed (world_size x this = all)
 TRAIN_WORLD_SIZE = "train/world_size"
 TRAIN_SAMPLES_RANK0 = "train/samples_rank0"
+#: optional key: torch CPU threads the training ran with (`trainer.threads`, see nnopt.threads)
+TRAIN_THREADS = "train/threads"
 
 #: keys every summary has (metrics are null when a run failed before producing them)
 REQUIRED_KEYS = (
     STATUS, SEED, CHOICES,
     TEST_ACC, TEST_PRECISION, TEST_RECALL, TEST_F1, TEST_LOSS, VAL_ACC_BEST,
     PARAMS, NONZERO_PARAMS, SPARSITY, SIZE_BYTES, SIZE_BYTES_GZIP, LATENCY_B1, LATENCY_B256,
-    TRAIN_TIME, TRAIN_SAMPLES_PER_S, TRAIN_EPOCHS, TRAIN_PEAK_MEM,
+    TRAIN_TIME, TRAIN_SAMPLES_PER_S, TRAIN_EPOCHS, TRAIN_PEAK_MEM, TRAIN_STEPS,
+)  # fmt: skip
+#: keys a summary may have, depending on the run (compression, DDP, sweeps, eval); readers must not require them
+OPTIONAL_KEYS = (
+    SCHEMA_KEY, ERROR, TASK_NAME, TAGS, OVERRIDES, RUN_DIR, STARTED_AT, FINISHED_AT, FAILED_AT_STEP, EVALUATED_CKPT,
+    CKPT_BEST, CKPT_LAST, PRUNE_SPARSITY, PRUNED_AT, INT8, TEST_ACC_FLOAT, TRAIN_WORLD_SIZE, TRAIN_SAMPLES_RANK0,
+    TRAIN_THREADS,
 )  # fmt: skip
 
 
@@ -62,7 +87,7 @@ class SummaryError(NnoptError):
 
 def empty_summary() -> dict[str, Any]:
     summary: dict[str, Any] = dict.fromkeys(REQUIRED_KEYS)
-    summary.update({"schema_version": SCHEMA_VERSION, STATUS: FAILED, CHOICES: {}, ERROR: None})
+    summary.update({SCHEMA_KEY: SCHEMA_VERSION, STATUS: FAILED, CHOICES: {}, ERROR: None})
     return summary
 
 
@@ -80,19 +105,8 @@ def _clean(value: Any) -> Any:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temp file in the same dir + rename, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Kept for callers of this module: the one implementation is nnopt.io.write_atomic."""
+    _io.write_atomic(path, text)
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
@@ -102,7 +116,11 @@ def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:
-    """Read a summary.json (a file or a run dir); SummaryError if unreadable or of another schema."""
+    """Read a summary.json (a file or a run dir) of any schema version up to the current one.
+
+    Raises:
+        SummaryError: missing, unreadable, not a JSON object, or written by a newer nnopt.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
@@ -112,7 +130,9 @@ def read_summary(path: str | Path) -> dict[str, Any]:
         raise SummaryError(f"{path}: no summary.json") from None
     except (OSError, ValueError) as exc:
         raise SummaryError(f"{path}: unreadable summary ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        found = data.get("schema_version") if isinstance(data, dict) else None
-        raise SummaryError(f"{path}: summary schema_version={found!r}, this nnopt reads {SCHEMA_VERSION}")
+    if not isinstance(data, dict):
+        raise SummaryError(f"{path}: unreadable summary (not a JSON object)")
+    found = data.get(SCHEMA_KEY)
+    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= SCHEMA_VERSION:
+        raise SummaryError(f"{path}: summary schema_version={found!r}, this nnopt reads 1 to {SCHEMA_VERSION}")
     return data

@@ -28,6 +28,9 @@ def print_table(report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nnopt import runtime
+
+    runtime.configure()
     parser = argparse.ArgumentParser(prog="nnopt-report", description=__doc__)
     parser.add_argument("sweep_dir", help="a multirun dir (logs/<task>/multiruns/<stamp>) or a single run dir")
     parser.add_argument("--sort-by", default=S.TEST_ACC, help="summary key to rank configs by (default: test/acc)")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from nnopt.metrics import names as N  # noqa: E402
-from nnopt.metrics import summary as S  # noqa: E402
-from nnopt.report.collect import read_curves  # noqa: E402
-from nnopt.report.table import Config  # noqa: E402
+from nnopt.metrics import names as N
+from nnopt.metrics import summary as S
+from nnopt.report.collect import read_curves
+from nnopt.report.table import Config
 
 MAX_LEGEND = 12
 

@@ -3,8 +3,9 @@
 - `SweepCallback` (a Hydra callback, set in conf/hydra/default.yaml): refuses an empty grid, re-enters the
   previous sweep dir on `resume=true`, limits each parallel job's CPU threads, and at the end writes the
   report and exits with the number of failed jobs.
-- `completed_summary`: `resume=true` skips a job whose summary.json says completed.
-- `wandb_sweep_args`: W&B `group` = the sweep, `tags` = the job's overrides.
+- `completed_summary`: `resume=true` skips a job whose summary.json says completed (an unfinished job continues from
+  its own `last.ckpt`: :func:`nnopt.checkpoint.resolve_resume`).
+W&B grouping of a sweep's runs is in :mod:`nnopt.tracking`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from nnopt.metrics import summary as S
 
 log = logging.getLogger("nnopt")
 RESUME_KEY = "resume"
-#: overrides that do not make a job different (kept out of W&B tags and sweep matching)
-_PLUMBING = ("paths.", "hydra.", "callbacks.progress_bar", "callbacks.model_summary", f"{RESUME_KEY}=")
 
 
 def _hydra() -> DictConfig | None:
@@ -34,41 +33,18 @@ def _hydra() -> DictConfig | None:
 
 
 def completed_summary(cfg: DictConfig) -> dict[str, Any] | None:
-    """With `resume=true` in a sweep: the job's summary if it already completed (skip it), else None.
-
-    An unfinished job that left `checkpoints/last.ckpt` continues from it (unless ckpt_path is set).
-    """
+    """With `resume=true` in a sweep: the job's summary if it already completed (skip it), else None."""
     if not cfg.get(RESUME_KEY) or _hydra() is None:
         return None
     out = Path(cfg.paths.output_dir)
     try:
         summary = S.read_summary(out)
     except S.SummaryError:
-        summary = None
-    if summary is not None and summary.get(S.STATUS) == S.COMPLETED:
+        return None
+    if summary.get(S.STATUS) == S.COMPLETED:
         log.info("resume: job %s already completed, skipped", out)
         return summary
-    last = out / "checkpoints" / "last.ckpt"
-    if last.is_file() and not cfg.get("ckpt_path"):
-        log.info("resume: job %s continues from %s", out, last)
-        with open_dict(cfg):
-            cfg.ckpt_path = str(last)
     return None
-
-
-def sweep_name(sweep_dir: str | Path) -> str:
-    path = Path(sweep_dir)
-    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "multiruns" else path.name
-
-
-def wandb_sweep_args(tags: list[str] | None = None) -> dict[str, Any]:
-    """In a multirun: W&B group = the sweep's name, tags = run tags + the job's overrides (W&B: <= 64 chars)."""
-    hydra = _hydra()
-    if hydra is None:
-        return {}
-    overrides = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(_PLUMBING)]
-    merged = list(dict.fromkeys([*(tags or []), *overrides]))
-    return {"group": sweep_name(hydra.sweep.dir), "tags": [t[:64] for t in merged]}
 
 
 def job_overrides(overrides: list[str]) -> list[str]:

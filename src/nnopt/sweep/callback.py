@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import sys
@@ -14,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnopt.errors import NnoptError
 from nnopt.metrics import summary as S
-from nnopt.sweep import RESUME_KEY, find_previous_sweep, job_threads, sweep_name
+from nnopt.sweep import RESUME_KEY, find_previous_sweep, job_threads
+from nnopt.tracking import log_report_to_wandb
 
 log = logging.getLogger("nnopt")
 STAMP_RESOLVER = "${run_stamp:}"
@@ -70,9 +70,9 @@ class SweepCallback(Callback):
         if previous is None:
             log.warning("resume=true: no earlier sweep with these overrides under %s; starting a new one", parent)
             return
-        from nnopt.config.resolvers import STAMP_ENV
+        from nnopt.config.resolvers import set_run_stamp
 
-        os.environ[STAMP_ENV] = previous.name  # launcher workers inherit it, like every run stamp
+        set_run_stamp(previous.name)  # launcher workers inherit it, like every run stamp
         log.info("resume=true: continuing sweep %s (completed jobs are skipped)", previous)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -99,33 +99,7 @@ class SweepCallback(Callback):
         log_report_to_wandb(config, sweep_dir, paths)
         failed = report.failed
         if failed:
-            print(f"nnopt: {len(failed)} of {len(report.runs)} jobs failed in {sweep_dir}: "
-                  + "; ".join(f"job {r.job}: {(r.summary or {}).get(S.ERROR) or r.status}" for r in failed[:5]),
-                  file=sys.stderr)  # fmt: skip
+            jobs = "; ".join(f"job {r.job}: {(r.summary or {}).get(S.ERROR) or r.status}" for r in failed[:5])
+            print(f"nnopt: {len(failed)} of {len(report.runs)} jobs failed in {sweep_dir}: {jobs}", file=sys.stderr)
             if self.exit_status:
                 sys.exit(min(len(failed), MAX_EXIT))
-
-
-def log_report_to_wandb(config: DictConfig, sweep_dir: Path, paths: list[Path]) -> None:
-    """When the sweep logs to W&B: its report as a table plus an artifact, in the sweep's group."""
-    node = (config.get("logger") or {}).get("wandb")
-    if not node:
-        return
-    from nnopt.tracking import configure_wandb
-
-    if configure_wandb(bool(node.get("online", False)), sweep_dir) == "disabled":
-        return
-    import wandb
-
-    name = sweep_name(sweep_dir)
-    run = wandb.init(project=node.get("project", "nnopt"), entity=node.get("entity"), group=name, job_type="report",
-                     name=f"report {name}", dir=str(sweep_dir), reinit="finish_previous")  # fmt: skip
-    with (sweep_dir / "report.csv").open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    run.log({"sweep/report": wandb.Table(columns=rows[0], data=rows[1:])})
-    artifact = wandb.Artifact(f"report-{sweep_dir.name}", type="sweep-report")
-    for path in paths:
-        if path.is_file():
-            artifact.add_file(str(path))
-    run.log_artifact(artifact)
-    run.finish()

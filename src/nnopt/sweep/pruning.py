@@ -10,14 +10,30 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
+from typing_extensions import override
 
 log = logging.getLogger("nnopt")
 
 
 class OptunaPruning(pl.Callback):
-    def __init__(self, monitor: str = "val/acc", storage: str | None = None, study_name: str | None = None,
-                 trial_number: int | None = None, pruner: Any = None) -> None:  # fmt: skip
-        """`pruner`: the sweeper's optuna pruner (instantiated from the same config), which decides."""
+    """Report `monitor` after every validation to the running Optuna trial; stop training when it is pruned.
+
+    Args:
+        monitor: the logged metric the study optimises.
+        storage: the study's Optuna storage URL.
+        study_name: the study's name in `storage`.
+        trial_number: this job's trial; None (a plain run, no sweeper) disables the callback.
+        pruner: the sweeper's optuna pruner (instantiated from the same config), which decides.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/acc",
+        storage: str | None = None,
+        study_name: str | None = None,
+        trial_number: int | None = None,
+        pruner: Any = None,
+    ) -> None:
         self.monitor = monitor
         self.pruner = pruner
         self.enabled = trial_number is not None and bool(storage) and bool(study_name)
@@ -29,12 +45,13 @@ class OptunaPruning(pl.Callback):
         if self._trial is None:
             import optuna
 
+            from nnopt._compat import running_trial
+
             study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=self.pruner)
-            # Optuna has no public lookup of a running trial by number from another process
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
-            self._trial = optuna.trial.Trial(study, trial_id)
+            self._trial = running_trial(study, self.trial_number)
         return self._trial
 
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero:
             return
@@ -49,11 +66,13 @@ class OptunaPruning(pl.Callback):
             trial.study.tell(self.trial_number, state=TrialState.PRUNED)
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
-            log.info("optuna: trial %d pruned after epoch %d (%s=%.4f)", self.trial_number,
-                     trainer.current_epoch, self.monitor, float(value))  # fmt: skip
+            epoch, number = trainer.current_epoch, self.trial_number
+            log.info("optuna: trial %d pruned after epoch %d (%s=%.4f)", number, epoch, self.monitor, float(value))
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"pruned_at": self.pruned_at}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pruned_at = state_dict.get("pruned_at")

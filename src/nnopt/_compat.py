@@ -1,0 +1,78 @@
+"""Every use of a private attribute of Lightning, Hydra, Optuna or torch lives here, and only here.
+
+Each is the only way to do something nnopt needs (named in its docstring). `PRIVATE_NAMES` lists them and
+`tests/test_compat.py` asserts each still exists, so an upgrade that removes one fails in one named place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+#: (importable owner, attribute) of every private name used below; checked by tests/test_compat.py
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("lightning_fabric.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
+    ("pytorch_lightning.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
+    ("pytorch_lightning.LightningModule", "_trainer"),
+    ("optuna.study.Study", "_storage"),
+    ("optuna.study.Study", "_study_id"),
+    ("optuna.trial.FrozenTrial", "_trial_id"),
+    ("optuna.storages.BaseStorage", "get_trial_id_from_study_id_trial_number"),
+)
+
+
+# -- Lightning -----------------------------------------------------------------------------------------------
+def replace_hydra_subprocess_command(
+    make: Callable[[Callable[[int], tuple[Sequence[str], str]]], Callable[[int], tuple[Sequence[str], str]]],
+) -> None:
+    """Replace the command Lightning's DDP launcher runs for child ranks when Hydra started the parent.
+
+    Lightning re-runs `sys.argv` (in a multirun: the whole sweep); there is no public hook to change it.
+    `make(original)` returns the new function; it may fall back to `original`.
+    """
+    from lightning_fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from pytorch_lightning.strategies.launchers import subprocess_script as launcher
+
+    launcher._hydra_subprocess_cmd = make(fabric_launcher._hydra_subprocess_cmd)
+
+
+def attached_trainer(module: Any) -> Any:
+    """The trainer a LightningModule is attached to, or None (`module.trainer` raises when there is none)."""
+    return module._trainer
+
+
+def restart_best_tracking(trainer: Any) -> None:
+    """Make every monitoring ModelCheckpoint forget its best score so far.
+
+    Compression changes what "best" means (the best *compressed* model, not a denser/float epoch that validated
+    higher); ModelCheckpoint has no public reset, so its bookkeeping attributes are set back to their initial values.
+    """
+    import torch
+
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "monitor", None) is None:
+            continue
+        cb.best_k_models = {}
+        cb.kth_best_model_path = ""
+        cb.best_model_score = None
+        cb.best_model_path = ""
+        cb.kth_value = torch.tensor(torch.inf if cb.mode == "min" else -torch.inf)
+
+
+# -- Optuna --------------------------------------------------------------------------------------------------
+def running_trial(study: Any, number: int) -> Any:
+    """The live `optuna.trial.Trial` with this number, from another process (no public lookup by number)."""
+    import optuna
+
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+def trial_state(study: Any, trial: Any) -> Any:
+    """The current state of one trial as stored (a Trial object caches nothing; no public read of one trial)."""
+    return study._storage.get_trial(trial._trial_id).state
+
+
+def set_trial_user_attr(study: Any, trial: Any, key: str, value: Any) -> None:
+    """Set a user attribute on a trial that is not the caller's live Trial object (no public API)."""
+    study._storage.set_trial_user_attr(trial._trial_id, key, value)

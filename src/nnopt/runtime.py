@@ -1,0 +1,25 @@
+"""Process-wide set-up, done once at the top of each entry point's `main()` (never as an import side effect)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+#: warnings that are the libraries' own business, not the user's (each would print on every run)
+_QUIET = (
+    # Lightning 2.6 on torch 2.13 warns about its own pytree use
+    r".*isinstance\(treespec, LeafSpec\).*",
+    # epoch metrics are torchmetrics results, already reduced over all ranks before `self.log`: Lightning's hint to add
+    # sync_dist=True would only average identical numbers again
+    r"It is recommended to use `self.log\(.*sync_dist=True",
+)
+
+
+def configure() -> None:
+    """Warning filters, a non-interactive matplotlib backend (plots are files), nnopt's OmegaConf resolvers."""
+    for message in _QUIET:
+        warnings.filterwarnings("ignore", message=message)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # read when matplotlib is first imported: no import here
+    from nnopt.config import resolvers
+
+    resolvers.register()
