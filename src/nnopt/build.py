@@ -1,7 +1,8 @@
 """Instantiate data, model, LightningModule, callbacks, loggers and trainer from a validated config.
 
-Callbacks come from three places, all name-keyed: `callbacks.*`, and the `schedule`/`compression`
-groups (an option with a `_target_` is one callback; an option with a `callbacks:` mapping adds several).
+Callbacks come from two places, all name-keyed: `callbacks.*` and the `compression` group (an option with a
+`_target_` is one callback; an option with a `callbacks:` mapping adds several). The `schedule` group is not a
+callback: its factory goes to the LightningModule, whose `configure_optimizers` hands it to Lightning.
 """
 
 from __future__ import annotations
