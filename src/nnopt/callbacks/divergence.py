@@ -6,6 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from typing_extensions import override
 
 
 class TrainingDiverged(RuntimeError):
@@ -21,12 +22,21 @@ class StopOnNonFiniteLoss(pl.Callback):
 
     The run then ends with `status: failed` and the step in its summary; in a sweep the other jobs go on.
     `check_every_n_steps` > 1 trades detection latency for fewer host syncs on GPUs.
+
+    Args:
+        check_every_n_steps: check every n-th training batch (values < 1 mean every batch).
+
+    Raises:
+        TrainingDiverged: from `on_train_batch_end`, at the first checked batch whose loss is NaN or infinite.
     """
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
         self.check_every_n_steps = max(1, int(check_every_n_steps))
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if batch_idx % self.check_every_n_steps:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs

@@ -8,17 +8,26 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BatchSizeFinder, LearningRateFinder
+from typing_extensions import override
 
 log = logging.getLogger("nnopt")
 
 
 class LRRangeTest(LearningRateFinder):
-    """LR range test at fit start; saves `lr_find.png` and `lr_find.json` and (optionally) applies the suggestion."""
+    """LR range test at fit start; saves `lr_find.png` and `lr_find.json` and (optionally) applies the suggestion.
+
+    Args:
+        output_dir: where rank 0 writes `lr_find.png` (loss against LR) and `lr_find.json`.
+        apply: set the suggested LR as every param group's `lr` and `initial_lr` of the first optimizer.
+        **kwargs: passed to Lightning's :class:`~pytorch_lightning.callbacks.LearningRateFinder`
+            (`min_lr`, `max_lr`, `num_training_steps`, `mode`, `early_stop_threshold`).
+    """
 
     def __init__(self, output_dir: str, apply: bool = True, **kwargs) -> None:
         super().__init__(update_attr=False, **kwargs)
         self.output_dir, self.apply = Path(output_dir), apply
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.lr_find(trainer, pl_module)
         result = self.optimal_lr
@@ -44,12 +53,19 @@ class LargestBatchSize(BatchSizeFinder):
 
     Starts from the configured `data.batch_size` (Lightning's default start is 2), so with power scaling the
     result is `data.batch_size x 2^k` for the largest k < max_trials that fits.
+
+    Args:
+        output_dir: where rank 0 writes `batch_size_find.json`.
+        init_val: start from this batch size instead of the configured `data.batch_size`.
+        **kwargs: passed to Lightning's :class:`~pytorch_lightning.callbacks.BatchSizeFinder`
+            (`mode`, `steps_per_trial`, `max_trials`, `margin`, `max_val`).
     """
 
     def __init__(self, output_dir: str, init_val: int | None = None, **kwargs) -> None:
         super().__init__(batch_arg_name="batch_size", init_val=init_val or 2, **kwargs)
         self.output_dir, self.start_from_config = Path(output_dir), init_val is None
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start_from_config and trainer.datamodule is not None:
             self._init_val = trainer.datamodule.batch_size

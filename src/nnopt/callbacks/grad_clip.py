@@ -10,8 +10,10 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
+from torch.optim import Optimizer
+from typing_extensions import override
 
-from nnopt.errors import ConfigError, require
+from nnopt.errors import require, require_choice
 from nnopt.metrics import names as N
 
 MODES = ("norm", "value", "agc")
@@ -20,21 +22,33 @@ CLIPPED_NORM_KEY = N.key(N.TRAIN, "grad_norm_clipped")
 
 
 class GradientClipping(pl.Callback):
-    """`mode=norm`: scale all gradients so their global L2 norm is <= `max_norm`;
-    `mode=value`: clamp each gradient entry to [-max_norm, max_norm];
-    `mode=agc`: unit-wise adaptive clipping (Brock et al. 2021): each parameter's gradient norm is kept
-    <= `max_norm` x max(||param||, eps)."""
+    """Clip gradients once per optimizer step and log their global norm before and after.
 
-    def __init__(self, mode: str = "norm", max_norm: float = 1.0, agc_eps: float = 1e-3,
-                 log_every_n_steps: int = 1) -> None:  # fmt: skip
-        if mode not in MODES:
-            raise ConfigError(f"callbacks.grad_clip.mode={mode!r} is not allowed; choose one of: {', '.join(MODES)}")
+    Args:
+        mode: `norm` scales all gradients so their global L2 norm is <= `max_norm`; `value` clamps each gradient
+            entry to [-max_norm, max_norm]; `agc` is unit-wise adaptive clipping (Brock et al. 2021): each output
+            row/filter's gradient norm is kept <= `max_norm` x max(||param row||, `agc_eps`).
+        max_norm: the threshold (> 0); for `agc` a ratio to the weight norm.
+        agc_eps: floor of the weight norm in `agc` mode, so zero-initialised units can still move.
+        log_every_n_steps: log the norms every n optimizer steps (values < 1 mean every step).
+
+    Raises:
+        ConfigError: if `mode` is not one of :data:`MODES` or `max_norm` is not a number > 0.
+    """
+
+    def __init__(
+        self, mode: str = "norm", max_norm: float = 1.0, agc_eps: float = 1e-3, log_every_n_steps: int = 1
+    ) -> None:
+        require_choice("callbacks.grad_clip.mode", mode, MODES)
         ok = isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool) and max_norm > 0
         require(ok, "callbacks.grad_clip.max_norm", max_norm, "a number > 0")
         self.mode, self.max_norm, self.agc_eps = mode, float(max_norm), agc_eps
         self.log_every_n_steps = max(1, int(log_every_n_steps))
 
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
+    ) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
