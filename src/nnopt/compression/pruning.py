@@ -23,9 +23,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn.utils import prune
+from torch.optim import Optimizer
+from typing_extensions import override
 
 from nnopt.compression import keep_training_until, restart_best_tracking
-from nnopt.errors import ConfigError, require
+from nnopt.errors import ConfigError, require, require_choice
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
@@ -46,9 +48,23 @@ def zhu_gupta(t: int, s_f: float, s_i: float, t0: int, n: int, dt: int) -> float
 class GradualPruning(pl.Callback):
     """Magnitude pruning at the start of epochs `start_epoch, start_epoch + frequency, ..., end_epoch`.
 
-    `scope=global` ranks all pruned tensors together (L1), `scope=layer` prunes each to the same fraction;
-    `method=structured` removes whole output channels/neurons by Ln norm (per layer, never the output layer).
-    Only weights are pruned unless `prune_bias`; `end_epoch=None` ends the schedule at 2/3 of training.
+    Args:
+        sparsity: final fraction of pruned weights, in [0, 1).
+        start_epoch: epoch of the first pruning step.
+        end_epoch: epoch of the last step (must be before `trainer.max_epochs`, so the remaining epochs fine-tune
+            at the target); None: two thirds into training.
+        frequency: epochs between pruning steps.
+        initial_sparsity: sparsity of the first step (the cubic schedule's `s_i`), in [0, sparsity].
+        scope: `global` ranks all pruned tensors together (L1); `layer` prunes each to the same fraction.
+        method: `unstructured` (single weights) or `structured` (whole output channels/neurons by Ln norm, per
+            layer, never the output layer).
+        norm: the n of the Ln norm for `structured`.
+        prune_bias: prune biases too (otherwise only weights).
+        skip_last: leave the output layer dense.
+
+    Raises:
+        ConfigError: on an argument out of range; at `setup`, when the schedule cannot end before
+            `trainer.max_epochs`, the model has no prunable layer, or structured pruning would empty a layer.
     """
 
     def __init__(
@@ -64,16 +80,20 @@ class GradualPruning(pl.Callback):
         prune_bias: bool = False,
         skip_last: bool = False,
     ) -> None:
-        _check("sparsity", sparsity, isinstance(sparsity, (int, float)) and 0 <= sparsity < 1, "a number in [0, 1)")
-        _check("initial_sparsity", initial_sparsity, 0 <= initial_sparsity <= sparsity, f"in [0, {sparsity}]")
-        _check("start_epoch", start_epoch, isinstance(start_epoch, int) and start_epoch >= 0, "an integer >= 0")
-        _check("frequency", frequency, isinstance(frequency, int) and frequency >= 1, "an integer >= 1")
-        _check("scope", scope, scope in SCOPES, " or ".join(SCOPES))
-        _check("method", method, method in METHODS, " or ".join(METHODS))
-        _check("norm", norm, isinstance(norm, (int, float)) and norm > 0, "a number > 0")
+        ok = isinstance(sparsity, (int, float)) and 0 <= sparsity < 1
+        require(ok, "compression.sparsity", sparsity, "a number in [0, 1)")
+        ok = 0 <= initial_sparsity <= sparsity
+        require(ok, "compression.initial_sparsity", initial_sparsity, f"in [0, {sparsity}]")
+        ok = isinstance(start_epoch, int) and start_epoch >= 0
+        require(ok, "compression.start_epoch", start_epoch, "an integer >= 0")
+        ok = isinstance(frequency, int) and frequency >= 1
+        require(ok, "compression.frequency", frequency, "an integer >= 1")
+        require_choice("compression.scope", scope, SCOPES)
+        require_choice("compression.method", method, METHODS)
+        require(isinstance(norm, (int, float)) and norm > 0, "compression.norm", norm, "a number > 0")
         if end_epoch is not None:
-            _check("end_epoch", end_epoch, isinstance(end_epoch, int) and end_epoch >= start_epoch,
-                   f"an integer >= start_epoch ({start_epoch})")  # fmt: skip
+            ok = isinstance(end_epoch, int) and end_epoch >= start_epoch
+            require(ok, "compression.end_epoch", end_epoch, f"an integer >= start_epoch ({start_epoch})")
         self.sparsity, self.initial_sparsity = float(sparsity), float(initial_sparsity)
         self.start_epoch, self.end_epoch, self.frequency = start_epoch, end_epoch, frequency
         self.scope, self.method, self.norm = scope, method, norm
@@ -110,6 +130,7 @@ class GradualPruning(pl.Callback):
         return [(n, m, p) for n, m in self._layers(pl_module) for p in self.names if getattr(m, p, None) is not None]
 
     # -- hooks ------------------------------------------------------------------------------------
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -136,6 +157,7 @@ class GradualPruning(pl.Callback):
                         f"({channels} channels); use a lower sparsity"
                     )
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Re-apply masks restored from a checkpoint (weights were loaded already, with zeros in place)."""
         if self._pending is None:
@@ -151,31 +173,42 @@ class GradualPruning(pl.Callback):
                 prune.custom_from_mask(modules[module_name], pname, mask)
         self._pending = None
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         target = self.target_at(epoch)
         if target > self.applied and not self.permanent:
             self._prune_to(pl_module, target)
         if epoch >= self.last_step_epoch and not self.permanent:
-            self._make_permanent(pl_module, keep_masks=True)
+            self._make_permanent(pl_module)
             restart_best_tracking(trainer)
         pl_module.log(SPARSITY_KEY, self.applied, on_step=False, on_epoch=True)
 
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
+    ) -> None:
         for param, mask in self._fixed:
             if param.grad is not None:
                 param.grad.mul_(mask)
 
+    @override
     @torch.no_grad()
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         for param, mask in self._fixed:
             param.mul_(mask)  # optimizers with decoupled updates (AdamW) could otherwise move pruned weights
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.permanent:  # stopped before the schedule ended: still hand over a plain model
-            self._make_permanent(pl_module, keep_masks=True)
+            self._make_permanent(pl_module)
 
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         """Store plain `weight = orig * mask` so any fresh model (nnopt-eval, export) loads the checkpoint."""
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.endswith("_orig")]:
@@ -184,6 +217,7 @@ class GradualPruning(pl.Callback):
             if mask is not None:
                 state[base] = state.pop(key) * mask
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
@@ -192,6 +226,7 @@ class GradualPruning(pl.Callback):
             "masks": self._current_masks(),
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.applied = float(state_dict.get("applied", 0.0))
         self.permanent = bool(state_dict.get("permanent", False))
@@ -240,7 +275,8 @@ class GradualPruning(pl.Callback):
                 )
         self.applied = target
 
-    def _make_permanent(self, pl_module: pl.LightningModule, keep_masks: bool) -> None:
+    def _make_permanent(self, pl_module: pl.LightningModule) -> None:
+        """Plain parameters from here on; the masks move to `_fixed`, enforced around every optimizer step."""
         fixed = []
         for module in pl_module.modules():
             for pname in self.names:
@@ -248,7 +284,7 @@ class GradualPruning(pl.Callback):
                     mask = getattr(module, f"{pname}_mask").detach().clone()
                     prune.remove(module, pname)
                     fixed.append((getattr(module, pname), mask))
-        self._fixed = fixed if keep_masks else []
+        self._fixed = fixed
         self.permanent = True
 
 
@@ -260,18 +296,3 @@ def _mask(module: nn.Module, pname: str) -> torch.Tensor:
 def _pruned_channels(module: nn.Module, pname: str) -> int:
     mask = _mask(module, pname)
     return int((mask.flatten(1) == 0).all(dim=1).sum()) if mask.dim() > 1 else int((mask == 0).sum())
-
-
-def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
-    require(ok, f"compression.{name}", value, allowed)
-
-
-def weight_sparsity(model: nn.Module) -> float:
-    """Fraction of zeros over the weight matrices/kernels of prunable layers (biases excluded)."""
-    total = zeros = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, PRUNABLE) and isinstance(weight, torch.Tensor):
-            total += weight.numel()
-            zeros += int((weight == 0).sum())
-    return zeros / total if total else 0.0
