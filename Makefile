@@ -4,7 +4,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install train test test-slow lint bench clean
+.PHONY: help install train test test-slow lint format bench clean
+# plain `make` lists the targets; `make train` and `make test` are the two everyday ones
+.DEFAULT_GOAL := help
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,11 +25,19 @@ test: install  ## fast test tier (< ~10 min on 2 cores)
 test-slow: install  ## slow tests: real data, long runs, kill/resume
 	$(PY) -m pytest -m slow -q $(ARGS)
 
-lint: install
+lint: install  ## ruff: lint and check formatting (changes nothing)
 	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: install  ## ruff: apply the safe lint fixes and format src, tests, scripts in place
+	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts
 
 bench: install  ## benchmark tables -> bench/RESULTS.md
 	$(PY) scripts/bench.py $(ARGS)
 
-clean:
+clean:  ## remove logs and tool caches
 	rm -rf logs .pytest_cache .ruff_cache
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
