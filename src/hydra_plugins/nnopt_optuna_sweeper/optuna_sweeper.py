@@ -36,7 +36,7 @@ CONSTRAINTS_ATTR = "constraints"
 class NnoptOptunaSweeperConf:
     _target_: str = "hydra_plugins.nnopt_optuna_sweeper.optuna_sweeper.NnoptOptunaSweeper"
     _recursive_: bool = False  # the sweeper builds sampler/pruner itself (it may add constraints_func)
-    objective: Any = "test/acc"  # a summary key, or a list of them (multi-objective)
+    objective: Any = "val/acc_best"  # a summary key (a validation one: test is reported, never tuned on), or a list
     direction: Any = "maximize"  # one per objective
     study_name: str = "nnopt"
     storage: Any = None  # e.g. sqlite:///logs/optuna/nnopt.db: an interrupted study resumes from it

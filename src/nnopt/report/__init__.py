@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nnopt.metrics import summary as S
 from nnopt.report.collect import ReportError, Run, collect
-from nnopt.report.table import Config, check_key, group, markdown, per_run_csv, rank
+from nnopt.report.table import Config, check_key, default_sort_key, group, markdown, per_run_csv, rank
 
 __all__ = ["Report", "ReportError", "build_report", "write_report"]
 OUTPUTS = ("report.md", "report.csv", "pareto.png", "curves.png")
@@ -29,9 +29,13 @@ class Report:
         return [r for r in self.runs if r.status != S.COMPLETED]
 
 
-def build_report(sweep_dir: str | Path, sort_by: str = S.TEST_ACC, ascending: bool | None = None) -> Report:
-    """Read and rank everything first: bad input raises before any file is written."""
+def build_report(sweep_dir: str | Path, sort_by: str | None = None, ascending: bool | None = None) -> Report:
+    """Read and rank everything first: bad input raises before any file is written.
+
+    `sort_by` None: the validation metric the runs have (val/acc_best, val/mse_best), so the best configuration
+    is chosen on validation data and test is only reported."""
     runs = collect(sweep_dir)
+    sort_by = sort_by or default_sort_key(runs)
     check_key(runs, sort_by)
     configs, keys = group(runs)
     return Report(Path(sweep_dir), runs, rank(configs, sort_by, ascending), keys, sort_by)

@@ -31,7 +31,21 @@ COLUMNS = (
     Column(S.TRAIN_TIME, "train s", 1, ".2f"),
 )
 #: keys where smaller is better (the sort and the Pareto fronts follow this)
-_SMALLER_BETTER = ("loss", "size", "latency", "time", "params", "mem", "bytes")
+_SMALLER_BETTER = ("loss", "size", "latency", "time", "params", "mem", "bytes", "mse", "mae")
+#: selection keys, in order of preference: configurations are chosen on validation data, test is only reported
+SELECT_KEYS = (S.VAL_ACC_BEST, "val/mse_best")
+
+
+def default_sort_key(runs: list[Run]) -> str:
+    """The first validation key some run has (a sweep is ranked on validation data); test/acc for old sweeps."""
+    return next((k for k in SELECT_KEYS if any(r.value(k) is not None for r in runs)), S.TEST_ACC)
+
+
+def reported_test_key(key: str) -> str | None:
+    """The test metric reported beside a validation selection key: val/acc_best -> test/acc."""
+    if not key.startswith("val/"):
+        return None
+    return "test/" + key.removeprefix("val/").removesuffix("_best")
 
 
 def smaller_is_better(key: str) -> bool:
@@ -146,6 +160,14 @@ def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str]
         "",
         _md_table(header, body),
     ]
+    chosen = next((c for c in configs if c.mean(sort_by) is not None), None)
+    beside = reported_test_key(sort_by)
+    if chosen is not None and beside is not None:
+        test = chosen.mean(beside)
+        parts += ["", "## Best configuration", "",
+                  f"**{chosen.label}**: chosen by `{sort_by}` = {chosen.mean(sort_by):.4g} (validation); "
+                  f"`{beside}` = {'–' if test is None else format(test, '.4g')} (test data, reported only: "
+                  "selecting on it would make it an optimistic estimate)."]  # fmt: skip
     best = best_per_group(configs, keys, sort_by)
     if best:
         parts += ["", f"## Best per group (by `{sort_by}`)", "", *best]

@@ -43,7 +43,7 @@ def empty_sweeps(config: DictConfig) -> list[str]:
 
 
 class SweepCallback(Callback):
-    def __init__(self, report: bool = True, sort_by: str = S.TEST_ACC, exit_status: bool = True) -> None:
+    def __init__(self, report: bool = True, sort_by: str | None = None, exit_status: bool = True) -> None:
         self.report = report
         self.sort_by = sort_by
         self.exit_status = exit_status
