@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nnopt import cli, runtime, sweep
+from nnopt import cli, interrupt, runtime, sweep
 from nnopt.config import CONFIG_DIR
 
 
@@ -43,9 +43,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(lit.run_config)
         if cfg.train:
             lit.train()  # Lightning 2.6 does not switch modules back to train mode at fit start
-            trainer.fit(lit, datamodule=dm, ckpt_path=str(resume) if resume is not None else None)
-            best = trainer.callback_metrics.get(N.VAL_ACC_BEST)
-            rec.summary[S.VAL_ACC_BEST] = float(best) if best is not None else None
+            # set before fit (Lightning's stateful way), so callbacks' setup sees it (QAT must prepare before restore)
+            trainer.ckpt_path = str(resume) if resume is not None else None
+            try:
+                trainer.fit(lit, datamodule=dm)
+            finally:
+                trainer.ckpt_path = None  # test() below picks "best"/None itself
+            for key in (N.VAL_ACC_BEST, N.VAL_MSE_BEST):  # the task's best validation value (the other is null)
+                best = trainer.callback_metrics.get(key)
+                rec.summary[key] = float(best) if best is not None else None
         # read before testing: loading the best checkpoint for test restores the checkpoint callback's old state
         rec.summary.update(pipeline.training_stats(trainer))
         if cfg.test:
@@ -63,7 +69,7 @@ def _app(cfg: DictConfig) -> Any:
 def main() -> None:
     runtime.configure()
     cli.precheck(sys.argv[1:], "train")
-    _app()
+    interrupt.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
 
 
 if __name__ == "__main__":
