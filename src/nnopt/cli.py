@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import traceback
-import warnings
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -24,8 +23,6 @@ from nnopt.config import CONFIG_DIR, CONFIG_SEARCHPATH
 from nnopt.errors import NnoptError
 
 log = logging.getLogger("nnopt")
-# Lightning 2.6 on torch 2.13 warns about its own pytree use on every run: noise, not the user's problem.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 BAD_INPUT_EXIT, FAILURE_EXIT = 2, 1
 #: Hydra flags that print instead of running (the pre-check leaves them to Hydra)
 _PRINT_ONLY = {"--help", "--hydra-help", "--info", "--shell-completion", "--experimental-rerun", "--version"}
