@@ -82,16 +82,19 @@ def test_and_measure(
     for key in metrics:  # extra test keys callbacks log, e.g. test/acc_float beside an int8 model
         if key.startswith(f"{N.TEST}/") and key not in out:
             out[key] = _metric(metrics, key)
-    confusion = lit.confusion.compute()  # syncs across DDP ranks: every rank must take part
+    confusion = getattr(lit, "confusion", None)  # classification only
+    confusion = confusion.compute() if confusion is not None else None  # syncs across DDP ranks: all take part
     if trainer.is_global_zero:
-        confusion_matrix_png(confusion, Path(cfg.paths.output_dir) / "confusion_matrix.png")
+        if confusion is not None:
+            confusion_matrix_png(confusion, Path(cfg.paths.output_dir) / "confusion_matrix.png")
         eff = cfg.get("efficiency") or {}
         out.update(
             efficiency.measure(
                 lit.deployable(), dm.input_shape, eff.get("latency_repeats", 20), eff.get("latency_warmup", 3)
             )
         )
-    lit.confusion.reset()
+    if confusion is not None:
+        lit.confusion.reset()
     return out
 
 
@@ -127,7 +130,10 @@ def report_summary(summary: dict[str, Any], loggers: list) -> None:
     table = Table(title=f"nnopt run: {summary.get(S.STATUS)}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in (S.TEST_ACC, S.TEST_F1, S.VAL_ACC_BEST, S.PARAMS, S.SPARSITY, S.SIZE_BYTES, S.LATENCY_B1,
+    regression = summary.get(S.TEST_MSE) is not None
+    task_keys = (S.TEST_MSE, S.TEST_MAE, S.TEST_R2, S.VAL_MSE_BEST) if regression else (S.TEST_ACC, S.TEST_F1)
+    task_keys = task_keys if regression else (*task_keys, S.VAL_ACC_BEST)
+    for key in (*task_keys, S.PARAMS, S.SPARSITY, S.SIZE_BYTES, S.LATENCY_B1,
                 S.LATENCY_B256, S.TRAIN_TIME, S.TRAIN_EPOCHS):  # fmt: skip
         value = summary.get(key)
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
