@@ -8,13 +8,13 @@ ARGS ?=
 # plain `make` lists the targets; `make train` and `make test` are the two everyday ones
 .DEFAULT_GOAL := help
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## create/refresh .venv: nnopt editable with every extra (.[all,dev]), torch pinned by constraints.txt
 
 train: install  ## train the default model on digits (override with ARGS="model=lenet5 ...")
 	$(VENV)/bin/nnopt-train $(ARGS)
