@@ -1,0 +1,68 @@
+"""A missing optional package is one line naming the extra that installs it (absence simulated by blocking the
+import: `sys.modules[name] = None`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from nnopt import cli
+from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "expected"),
+    [
+        ("wandb", ["logger=wandb"], "logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"),
+        ("tensorboard", ["logger=many"],
+         "logger=many needs the 'tensorboard' package: pip install 'nnopt[tensorboard]'"),
+        ("optuna", ["hparams_search=digits_tpe"],
+         "hydra/sweeper=nnopt_optuna needs the 'optuna' package: pip install 'nnopt[sweep]'"),
+    ],
+)  # fmt: skip
+def test_precheck_names_the_extra(monkeypatch, capsys, blocked, args, expected):
+    monkeypatch.setitem(sys.modules, blocked, None)
+    with pytest.raises(SystemExit) as stop:
+        cli.precheck(args, "train")
+    assert stop.value.code == cli.BAD_INPUT_EXIT
+    assert capsys.readouterr().err.splitlines() == [f"nnopt: error: {expected}"]
+
+
+def test_installed_extras_pass_the_precheck():
+    cli.precheck(["logger=many", "hparams_search=digits_tpe"], "train")  # no exit
+
+
+def test_run_time_import_of_an_optional_package_names_its_extra(capsys, tmp_path):
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+
+    def uses_mlflow(_cfg):
+        raise ModuleNotFoundError("No module named 'mlflow'", name="mlflow")
+
+    with pytest.raises(SystemExit) as stop:
+        cli.guarded(uses_mlflow, cfg)
+    assert stop.value.code == cli.BAD_INPUT_EXIT
+    assert capsys.readouterr().err.splitlines() == [
+        "nnopt: error: this run needs the 'mlflow-skinny' package: pip install 'nnopt[mlflow]'"
+    ]
+
+    def broken(_cfg):
+        raise ModuleNotFoundError("No module named 'mypackage'", name="mypackage")
+
+    with pytest.raises(SystemExit) as stop:  # not an optional package of nnopt's: an ordinary failure
+        cli.guarded(broken, cfg)
+    assert stop.value.code == cli.FAILURE_EXIT
+    assert "run failed: ModuleNotFoundError: No module named 'mypackage'" in capsys.readouterr().err
+
+
+def test_console_entry_point_without_wandb(tmp_path):
+    code = "import sys; sys.modules['wandb'] = None; from nnopt.train import main; main()"
+    result = subprocess.run([sys.executable, "-c", code, "logger=wandb", f"paths.log_dir={tmp_path}"],
+                            capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=CLI_TIMEOUT)  # fmt: skip
+    assert result.returncode == cli.BAD_INPUT_EXIT
+    assert result.stderr.splitlines() == [
+        "nnopt: error: logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"
+    ]
+    assert not list(tmp_path.iterdir())
