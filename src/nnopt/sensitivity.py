@@ -1,0 +1,355 @@
+"""`nnopt-sensitivity <run dir | checkpoint>`: per-layer pruning sensitivity of a trained model (no retraining).
+
+Each prunable layer (Linear/Conv weights) is pruned alone by L1 magnitude to each sparsity, the model is evaluated,
+the weights are restored. The curves show which layers tolerate pruning (distiller's sensitivity analysis); from them
+a per-layer allocation for a requested overall sparsity is proposed (a layer is pruned up to where its metric has
+lost no more than a common tolerance, the tolerance chosen so the weighted sparsity meets the target) and printed
+as a ready `compression=prune compression.layer_sparsity={...}` override. Writes sensitivity.csv and
+sensitivity.png next to the evaluated checkpoint's run (or to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnopt.errors import NnoptError
+from nnopt.metrics import names as N
+from nnopt.metrics import summary as S
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+DEFAULT_SPARSITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SPLITS = (N.VAL, N.TEST)
+CSV_NAME, PNG_NAME = "sensitivity.csv", "sensitivity.png"
+
+
+class SensitivityError(NnoptError):
+    """Bad input to nnopt-sensitivity."""
+
+
+@dataclass
+class Target:
+    """What to analyse: a checkpoint, the split, and where the outputs go."""
+
+    ckpt: Path
+    split: str
+    out_dir: Path
+    reported: float | None = None  # the run summary's value of the metric, when it reports this checkpoint/split
+
+
+@dataclass
+class Loaded:
+    module: Any  # the TaskModule with the checkpoint's weights, in eval mode
+    batches: Any  # the split's (x, y) batches
+    metric: str  # "acc" (classification) or "mse" (regression)
+    larger_is_better: bool
+
+
+def parse_sparsities(text: str) -> list[float]:
+    """'0,0.5,0.9' -> [0.0, 0.5, 0.9]: each in [0, 1), ascending, 0 included (the dense reference)."""
+    allowed = "expected comma-separated numbers in [0, 1)"
+    try:
+        values = sorted({float(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise SensitivityError(f"--sparsities={text!r} is not allowed; {allowed}") from None
+    if not values or any(not 0.0 <= v < 1.0 for v in values):
+        raise SensitivityError(f"--sparsities={text!r} is out of range; {allowed}")
+    return values if values[0] == 0.0 else [0.0, *values]
+
+
+def resolve(path: str | Path, split: str | None) -> Target:
+    """A run dir: the checkpoint and split its summary reports (`evaluated_ckpt`, else `ckpt/best`), so sparsity 0
+    reproduces its test metric. A checkpoint file: that checkpoint, test split unless `split` is given."""
+    path = Path(path)
+    if path.is_dir():
+        summary = S.read_summary(path)
+        ckpt = summary.get(S.EVALUATED_CKPT) or summary.get(S.CKPT_BEST) or summary.get(S.CKPT_LAST)
+        if not ckpt:
+            raise SensitivityError(f"{path}: its summary.json names no checkpoint (ckpt/best, evaluated_ckpt)")
+        if not summary.get(S.EVALUATED_CKPT) and summary.get(S.CKPT_LAST) and _tested_last(Path(ckpt)):
+            ckpt = summary[S.CKPT_LAST]  # test_ckpt=last: the run tested its final weights
+        split = split or N.TEST
+        metric = summary.get(N.key(split, N.ACC)) if summary.get(S.TEST_MSE) is None else summary.get(S.TEST_MSE)
+        return Target(Path(ckpt), split, path, metric if split == N.TEST else None)
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return Target(path, split or N.TEST, run_dir)
+    raise SensitivityError(f"{path}: no such run dir or checkpoint")
+
+
+def _tested_last(ckpt: Path) -> bool:
+    from nnopt import checkpoint
+
+    return checkpoint.load(ckpt, "checkpoint")[checkpoint.CONFIG_KEY].get("test_ckpt") == "last"
+
+
+def load(target: Target) -> Loaded:
+    """Rebuild the data module and LightningModule the checkpoint was trained with, weights loaded."""
+    from nnopt import build, checkpoint
+
+    ckpt = checkpoint.load(target.ckpt, "checkpoint")
+    cfg = checkpoint.trusted_config(ckpt, target.ckpt, "checkpoint")
+    dm = build.build_datamodule(cfg)
+    module = build.build_module(cfg, dm)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise SensitivityError(f"checkpoint={target.ckpt}: weights do not fit the model it names ({first})") from None
+    module.eval()
+    batches = dm.test_dataloader() if target.split == N.TEST else dm.val_dataloader()
+    if len(batches) == 0:
+        raise SensitivityError(f"--split={target.split}: the {target.split} split of this data set is empty")
+    regression = getattr(dm, "task", "classification") == "regression"
+    return Loaded(module, batches, N.MSE if regression else N.ACC, not regression)
+
+
+@torch.no_grad()
+def evaluate(loaded: Loaded) -> float:
+    """The metric as the run's test step computes it (same metric objects, batches and units)."""
+    module = loaded.module
+    metrics = module.stage_metrics[N.TEST].clone()
+    metrics.reset()
+    for x, y in loaded.batches:
+        out = module(x)
+        if loaded.metric == N.MSE:
+            pred = out.reshape(len(out), -1)[:, 0]
+            metrics.update(module.to_original(pred), module.to_original(y))
+        else:
+            metrics.update(out, y)
+    return float(metrics.compute()[loaded.metric])
+
+
+def prunable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every Linear/Conv layer, named as `compression.layer_sparsity` keys (`net.features.0`)."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, PRUNABLE)]
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep-mask zeroing exactly round(sparsity * numel) weights of smallest magnitude."""
+    k = round(sparsity * weight.numel())
+    mask = torch.ones_like(weight, dtype=torch.bool)
+    if k > 0:
+        idx = torch.topk(weight.abs().flatten(), k, largest=False).indices
+        mask.view(-1)[idx] = False
+    return mask
+
+
+@torch.no_grad()
+def evaluate_pruned(loaded: Loaded, plan: dict[str, float]) -> float:
+    """The metric with each layer in `plan` pruned to its sparsity at once; weights restored afterwards."""
+    layers = dict(prunable_layers(loaded.module))
+    saved = {name: layers[name].weight.detach().clone() for name in plan}
+    try:
+        for name, sparsity in plan.items():
+            layers[name].weight.mul_(magnitude_mask(layers[name].weight, sparsity))
+        return evaluate(loaded)
+    finally:
+        for name, weight in saved.items():
+            layers[name].weight.copy_(weight)
+
+
+def sweep(loaded: Loaded, sparsities: Sequence[float]) -> list[dict[str, Any]]:
+    """One row per (layer, sparsity): layer, parameters (weights), sparsity, metric."""
+    dense = evaluate(loaded)
+    rows = []
+    for name, layer in prunable_layers(loaded.module):
+        for s in sparsities:
+            value = dense if s == 0 else evaluate_pruned(loaded, {name: s})
+            rows.append({"layer": name, "parameters": layer.weight.numel(), "sparsity": s, "metric": value})
+    return rows
+
+
+def _curves(rows: list[dict[str, Any]]) -> dict[str, tuple[int, list[float], list[float]]]:
+    curves: dict[str, tuple[int, list[float], list[float]]] = {}
+    for r in rows:
+        params, xs, ys = curves.setdefault(r["layer"], (r["parameters"], [], []))
+        xs.append(r["sparsity"])
+        ys.append(r["metric"])
+    return curves
+
+
+def _max_sparsity(xs: list[float], losses: list[float], tolerance: float) -> float:
+    """Largest sparsity whose (monotone, linearly interpolated) metric loss stays within `tolerance`."""
+    best = 0.0
+    for i in range(1, len(xs)):
+        if losses[i] <= tolerance:
+            best = xs[i]
+            continue
+        if losses[i - 1] <= tolerance < losses[i]:  # crossing inside this segment
+            frac = (tolerance - losses[i - 1]) / (losses[i] - losses[i - 1])
+            best = xs[i - 1] + frac * (xs[i] - xs[i - 1])
+        break
+    return best
+
+
+def propose(rows: list[dict[str, Any]], target: float, larger_is_better: bool = True) -> dict[str, float]:
+    """Per-layer sparsities whose parameter-weighted mean is `target`: every layer goes as far as a common tolerated
+    metric loss allows (bisection on that tolerance), so the least sensitive layers are pruned most."""
+    curves = _curves(rows)
+    losses = {}
+    for name, (_, _, ys) in curves.items():
+        sign = 1.0 if larger_is_better else -1.0
+        raw = [sign * (ys[0] - y) for y in ys]  # metric lost vs dense
+        running, mono = float("-inf"), []
+        for v in raw:  # monotone: a layer never counts as less sensitive at a higher sparsity
+            running = max(running, v)
+            mono.append(running)
+        losses[name] = mono
+    total = sum(p for p, _, _ in curves.values())
+
+    def plan(tol: float) -> dict[str, float]:
+        return {n: _max_sparsity(curves[n][1], losses[n], tol) for n in curves}
+
+    def overall(p: dict[str, float]) -> float:
+        return sum(curves[n][0] * s for n, s in p.items()) / total
+
+    lo, hi = min(min(v) for v in losses.values()) - 1.0, max(max(v) for v in losses.values()) + 1.0
+    if overall(plan(hi)) < target:
+        reach = overall(plan(hi))
+        raise SensitivityError(
+            f"--target={target} is out of reach: the largest sparsities swept give {reach:.3f} overall; "
+            "add higher --sparsities"
+        )
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if overall(plan(mid)) < target else (lo, mid)
+    result = plan(hi)
+    # the crossing is continuous, but a layer can jump at a flat stretch: scale down the overshoot exactly
+    excess = overall(result) - target
+    if excess > 1e-9:
+        result = _trim(result, curves, total, excess)
+    return {n: round(s, 4) for n, s in result.items()}
+
+
+def _trim(plan: dict[str, float], curves: dict, total: int, excess: float) -> dict[str, float]:
+    """Remove `excess` overall sparsity from the layer(s) pruned most (largest first)."""
+    plan = dict(plan)
+    for name in sorted(plan, key=lambda n: -plan[n]):
+        params = curves[name][0]
+        cut = min(plan[name], excess * total / params)
+        plan[name] -= cut
+        excess -= cut * params / total
+        if excess <= 1e-12:
+            break
+    return plan
+
+
+def override(plan: dict[str, float], target: float) -> str:
+    inner = ", ".join(f"{name}: {s:g}" for name, s in plan.items())
+    return f"compression=prune compression.sparsity={target:g} 'compression.layer_sparsity={{{inner}}}'"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    from nnopt.io import write_atomic
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["layer", "parameters", "sparsity", "metric"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, out.getvalue())
+    return path
+
+
+def plot(rows: list[dict[str, Any]], metric: str, path: Path, title: str = "") -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (params, xs, ys) in _curves(rows).items():
+        ax.plot([x * 100 for x in xs], ys, marker="o", ms=3, label=f"{name} ({params:,} w)")
+    ax.set(xlabel="sparsity of the layer (%)", ylabel=metric, title=title or f"pruning sensitivity ({metric})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def print_table(rows: list[dict[str, Any]], metric: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    curves = _curves(rows)
+    sparsities = next(iter(curves.values()))[1] if curves else []
+    table = Table(title=f"pruning sensitivity: {metric} per layer and sparsity (layer pruned alone, no retraining)")
+    table.add_column("layer")
+    table.add_column("weights", justify="right")
+    for s in sparsities:
+        table.add_column(f"{s:g}", justify="right")
+    for name, (params, _, ys) in curves.items():
+        table.add_row(name, f"{params:,}", *[f"{y:.4g}" for y in ys])
+    Console(width=max(100, 40 + 8 * len(sparsities))).print(table)  # full width in pipes and logs too
+
+
+def analyse(target: Target, sparsities: Sequence[float], overall: float | None) -> dict[str, Any]:
+    """Run the sweep, write the files; returns rows, the proposal and its check against uniform pruning."""
+    loaded = load(target)
+    rows = sweep(loaded, sparsities)
+    target.out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, target.out_dir / CSV_NAME)
+    plot(rows, f"{target.split}/{loaded.metric}", target.out_dir / PNG_NAME)
+    result: dict[str, Any] = {"rows": rows, "metric": f"{target.split}/{loaded.metric}", "dense": rows[0]["metric"]}
+    if overall is not None:
+        plan = propose(rows, overall, loaded.larger_is_better)
+        result["proposal"] = plan
+        result["proposal_metric"] = evaluate_pruned(loaded, plan)
+        result["uniform_metric"] = evaluate_pruned(loaded, dict.fromkeys(plan, overall))
+    return result
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage on two)
+        print(f"nnopt: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nnopt import runtime
+
+    runtime.configure()
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="nnopt-sensitivity", description=__doc__, formatter_class=formatter)
+    parser.add_argument("path", help="a run dir (with summary.json) or a checkpoint file")
+    parser.add_argument("--sparsities", default=",".join(f"{s:g}" for s in DEFAULT_SPARSITIES),
+                        help="comma-separated sparsities in [0, 1) (default: 0,0.1,...,0.9,0.95)")  # fmt: skip
+    parser.add_argument("--split", choices=SPLITS, default=None, help="split to evaluate (default: test, as reported)")
+    parser.add_argument("--target", type=float, default=None, help="overall sparsity to propose per-layer values for")
+    parser.add_argument("--out", default=None, help="folder for sensitivity.csv/png (default: the run dir)")
+    args = parser.parse_args(argv)
+    try:
+        sparsities = parse_sparsities(args.sparsities)
+        if args.target is not None and not 0 < args.target < 1:
+            raise SensitivityError(f"--target={args.target} is out of range; allowed: a number in (0, 1)")
+        target = resolve(args.path, args.split)
+        if args.out:
+            target.out_dir = Path(args.out)
+        result = analyse(target, sparsities, args.target)
+    except NnoptError as exc:
+        print(f"nnopt: error: {exc}", file=sys.stderr)
+        return 2
+    print_table(result["rows"], result["metric"])
+    dense = result["dense"]
+    note = ""
+    if target.reported is not None:
+        note = " (= the run's summary)" if dense == target.reported else f" (the run's summary says {target.reported})"
+    print(f"dense {result['metric']} = {dense:.6g}{note}; checkpoint {target.ckpt}")
+    print(f"wrote {target.out_dir / CSV_NAME}, {target.out_dir / PNG_NAME}")
+    if "proposal" in result:
+        print(f"proposal for overall sparsity {args.target:g}: {result['metric']} = {result['proposal_metric']:.4g} "
+              f"(uniform {args.target:g} per layer: {result['uniform_metric']:.4g}), no retraining; fine-tune with:")
+        print(f"  nnopt-train <the run's overrides> {override(result['proposal'], args.target)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
