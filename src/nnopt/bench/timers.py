@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import cProfile
 import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from typing_extensions import override
 
 
 class EpochTimer(pl.Callback):
@@ -72,3 +75,34 @@ def test_accuracy(pl_module: pl.LightningModule, datamodule, batch_size: int = 2
     )
     pl_module.train(was_training)
     return correct / len(x)
+
+
+def process_start_unix() -> float | None:
+    """When this process started (Unix time), from /proc; None where that cannot be read."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))  # fmt: skip
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+class FirstStepStamp(pl.Callback):
+    """Writes `{"first_step_unix", "process_start_unix"}` to `path` (JSON) when the first training batch starts:
+    the start-up measurement (command -> first training step) of `scripts/bench.py`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._done = False
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        stamp = {"first_step_unix": time.time(), "process_start_unix": process_start_unix()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(stamp))
