@@ -36,7 +36,7 @@ def test_optuna_search_recorded_in_sqlite_and_resumed(tmp_path: Path) -> None:
         summary = S.read_summary(first_sweep / str(trial.number))
         assert trial.value == pytest.approx(summary[S.TEST_ACC])
         assert summary["overrides"][-4:-1] == [f"{k}={v}" for k, v in trial.params.items()]
-    assert (first_sweep / "optuna_results.yaml").is_file() and (first_sweep / "report.md").is_file()
+    assert (first_sweep / "optimization_results.yaml").is_file() and (first_sweep / "report.md").is_file()
 
     # a trial left RUNNING by a killed sweep: not counted, its parameters run again on resume
     stale = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 3e-1, log=True)})

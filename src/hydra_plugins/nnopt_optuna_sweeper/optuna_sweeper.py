@@ -23,12 +23,15 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from nnopt._compat import set_trial_user_attr, trial_state
 from omegaconf import DictConfig, OmegaConf
+
+from nnopt._compat import set_trial_user_attr, trial_state
 
 log = logging.getLogger("nnopt")
 #: the callbacks.<name> node the sweeper hands each trial's number to (see conf/hparams_search/)
 PRUNING_CALLBACK = "optuna_pruning"
+#: the study's outcome in the sweep dir: the official hydra-optuna-sweeper's file name and keys
+RESULTS_FILE = "optimization_results.yaml"
 CONSTRAINTS_ATTR = "constraints"
 
 
@@ -207,8 +210,9 @@ class NnoptOptunaSweeper(Sweeper):
                 study.tell(trial, values)
             missing = [k for k in keys if k not in have]
             if have and missing:
-                _fail(f"hydra.sweeper.objective: no run has {', '.join(missing)}; "
-                      f"summary keys: {', '.join(sorted(have))}")
+                _fail(
+                    f"hydra.sweeper.objective: no run has {', '.join(missing)}; summary keys: {', '.join(sorted(have))}"
+                )
         self._write_results(study, sweep_dir, keys)
         return None
 
@@ -229,11 +233,21 @@ class NnoptOptunaSweeper(Sweeper):
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         trials = study.get_trials(deepcopy=False)
         states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-        results: dict[str, Any] = {"study_name": study.study_name, "objective": keys, "n_trials": len(trials),
-                                   "states": {k: v for k, v in states.items() if v}}
+        results: dict[str, Any] = {
+            "study_name": study.study_name,
+            "objective": keys,
+            "n_trials": len(trials),
+            "states": {k: v for k, v in states.items() if v},
+        }
         if done:
             best = study.best_trials if len(keys) > 1 else [study.best_trial]
+            # the official plugin's keys first: best_params/best_value (one objective), solutions (Pareto front)
+            if len(keys) == 1:
+                results = {"name": "optuna", "best_params": best[0].params, "best_value": best[0].value, **results}
+            else:
+                results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in best],
+                           **results}  # fmt: skip
             results["best"] = [{"number": t.number, "values": dict(zip(keys, t.values, strict=True)),
                                 "params": t.params} for t in best]  # fmt: skip
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optuna_results.yaml")
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
         log.info("optuna: %s", results.get("best") or "no completed trial")
