@@ -7,6 +7,7 @@ callback: its factory goes to the LightningModule, whose `configure_optimizers` 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,22 @@ META_KEYS = ("name", "full_batch", "early_stopping_patience")
 CALLBACK_GROUPS = ("compression",)
 
 
-def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
-    """Hydra's instantiate, but our own bad-input errors come out unwrapped (one clean line)."""
+#: constructor failures that mean "this config does not fit this target" (bad input, one line, exit 2)
+_BAD_ARGUMENTS = (TypeError, ValueError, ImportError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def instantiate(node: Any, *args: Any, what: str | None = None, **kwargs: Any) -> Any:
+    """Hydra's instantiate; our own bad-input errors come out unwrapped (one clean line).
+
+    With `what` (the config key, e.g. "model"), a target that cannot be imported or rejects its arguments is bad
+    input: a ConfigError naming `<what>._target_` and the underlying exception's message. Any other failure keeps
+    its traceback, with the cause's message on the first line (Hydra's own first line names only the target).
+    """
     try:
         return hydra_instantiate(node, *args, **kwargs)
     except InstantiationException as exc:
@@ -46,7 +61,41 @@ def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
-        raise
+        target = node.get("_target_") if isinstance(node, (dict, DictConfig)) else None
+        inner = exc.__cause__
+        if inner is None:
+            raise
+        if what is not None and isinstance(inner, _BAD_ARGUMENTS):
+            detail = _one_line(inner.__cause__ if isinstance(inner, ImportError) and inner.__cause__ else inner)
+            raise ConfigError(f"{what}._target_={target}: cannot build it ({detail})") from None
+        raise InstantiationException(f"cannot build {target}: {_one_line(inner)}") from inner
+
+
+def accepted(target: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The part of `kwargs` that the callable `target` accepts by name (all of it when it takes **kwargs).
+
+    nnopt offers models `in_shape`/`num_classes` and data modules `seed`/`num_classes`/...; a user's class that has
+    no use for them simply does not declare them.
+    """
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature (builtins): offer everything
+        return dict(kwargs)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(kwargs)
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = {p.name for p in params if p.kind in by_name}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def _target_class(node: dict[str, Any], what: str) -> Any:
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{what}._target_ is missing: a {what} config names the class to build")
+    try:
+        return get_class(str(target)) if "." in str(target) else None
+    except Exception as exc:  # noqa: BLE001 - any import failure is a wrong target path
+        raise ConfigError(f"{what}._target_={target}: cannot import it ({_one_line(exc.__cause__ or exc)})") from None
 
 
 def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
@@ -59,24 +108,86 @@ def instantiate_node(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
     return instantiate(node, **kwargs, _convert_="all")
 
 
-def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
-    dm = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
-    dm.prepare()  # load and check now: shapes are needed for the model, errors must come before training
+#: data config keys nnopt reads itself; passed to the data module's constructor only where it accepts them
+DATA_KEYS = ("name", "num_classes", "input_shape")
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """Any LightningDataModule. nnopt's in-memory sources load and check their arrays now; for other modules the
+    data config declares `num_classes` and `input_shape` (or the module has them as attributes; a missing
+    `input_shape` is read off the first training batch). Both end up as attributes of the returned module."""
+    node = OmegaConf.to_container(cfg.data, resolve=True)
+    cls = _target_class(node, "data")
+    declared = {k: node.pop(k) for k in DATA_KEYS if k in node}
+    offered = accepted(cls, {**declared, "seed": cfg.seed}) if cls is not None else {**declared, "seed": cfg.seed}
+    dm = instantiate({**node, **offered}, what="data", _convert_="all")
+    if not isinstance(dm, pl.LightningDataModule):
+        raise ConfigError(f"data._target_={node['_target_']} built a {type(dm).__name__}, not a LightningDataModule")
+    if isinstance(dm, InMemoryDataModule):
+        dm.prepare()  # load and check now: shapes are needed for the model, errors must come before training
+    else:
+        _declare_shapes(dm, declared, str(node["_target_"]))
     if (cfg.get("optimizer") or {}).get("full_batch"):  # gd/lbfgs: one step per epoch over the whole split
+        if not hasattr(dm, "split_sizes"):
+            name = cfg.optimizer.get("name")
+            raise ConfigError(f"optimizer={name} (full batch) needs an nnopt in-memory data module (load_arrays)")
         dm.batch_size = dm.split_sizes()["train"]
     return dm
 
 
-def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int):
+def _declare_shapes(dm: pl.LightningDataModule, declared: dict[str, Any], target: str) -> None:
+    """`dm.input_shape` / `dm.num_classes` for a data module of the user's own (config wins over attributes)."""
+    if declared.get("num_classes") is not None:
+        dm.num_classes = int(declared["num_classes"])
+    if declared.get("input_shape") is not None:
+        dm.input_shape = tuple(int(v) for v in declared["input_shape"])
+    if getattr(dm, "num_classes", None) is None:
+        raise ConfigError(f"data.num_classes is required for data._target_={target} (or a num_classes attribute)")
+    if getattr(dm, "input_shape", None) is None:  # read it off one training batch
+        dm.prepare_data()
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        dm.input_shape = tuple(x.shape[1:])
+    dm.input_shape = tuple(dm.input_shape)
+
+
+def data_info(dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """What a trained model needs to know about its inputs, stored in checkpoints (`nnopt.checkpoint.DATA_KEY`):
+    shapes for rebuilding without data, and the input standardisation for self-contained exports."""
+
+    def plain(value: Any) -> Any:
+        return value.tolist() if isinstance(value, torch.Tensor) else value
+
+    info: dict[str, Any] = {
+        "input_shape": [int(v) for v in dm.input_shape],
+        "num_classes": int(dm.num_classes),
+        "name": (cfg.data.get("name") if isinstance(cfg.get("data"), DictConfig) else None) or type(dm).__name__,
+        "task": getattr(dm, "task", "classification"),
+    }
+    for key in ("input_mean", "input_std", "input_scale"):
+        if getattr(dm, key, None) is not None:
+            info[key] = plain(getattr(dm, key))
+    return info
+
+
+def build_net(cfg: DictConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Any `_target_` that returns an nn.Module; `in_shape`/`num_classes` are passed where its constructor takes
+    them (by name, or through **kwargs)."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     name = model_cfg.pop("name", None)
-    target = model_cfg.get("_target_")
-    if target and getattr(get_class(target), "image_input", False) and len(in_shape) != 3:
+    cls = _target_class(model_cfg, "model")
+    data_name = cfg.data.get("name") if isinstance(cfg.get("data"), DictConfig) else None
+    if cls is not None and getattr(cls, "image_input", False) and len(in_shape) != 3:
         raise ConfigError(
-            f"model={name} needs image inputs (C,H,W); "
-            f"data={cfg.data.get('name')} has inputs of shape {tuple(in_shape)}"
+            f"model={name} needs image inputs (C,H,W); data={data_name} has inputs of shape {tuple(in_shape)}"
         )
-    return instantiate(model_cfg, in_shape=list(in_shape), num_classes=num_classes, _convert_="all")
+    shapes = {"in_shape": list(in_shape), "num_classes": num_classes}
+    offered = accepted(cls, shapes) if cls is not None else shapes
+    net = instantiate(model_cfg, what="model", **offered, _convert_="all")
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model._target_={model_cfg['_target_']} built a {type(net).__name__}, not a torch nn.Module")
+    return net
 
 
 def net_from_checkpoint(
@@ -100,17 +211,28 @@ def net_from_checkpoint(
     return net, checkpoint.net_state(ckpt["state_dict"]), saved
 
 
-def build_module(cfg: DictConfig, dm: InMemoryDataModule) -> Classifier:
+def build_module(cfg: DictConfig, dm: pl.LightningDataModule) -> Classifier:
     net = build_net(cfg, dm.input_shape, dm.num_classes)
-    lit = Classifier(
+    common = dict(
         net=net,
         optimizer=instantiate_node(cfg.optimizer),
-        num_classes=dm.num_classes,
-        label_smoothing=cfg.get("label_smoothing", 0.0),
         l1=cfg.get("l1", 0.0),
         run_config=OmegaConf.to_container(cfg, resolve=True),
         schedule=instantiate_node(cfg.schedule) if cfg.get("schedule") and "_target_" in cfg.schedule else None,
     )
+    if getattr(dm, "task", "classification") == "regression":  # data.task: the data config declares the task
+        from nnopt.regression import Regressor
+
+        lit = Regressor(
+            target_mean=getattr(dm, "target_mean", 0.0),
+            target_std=getattr(dm, "target_std", 1.0),
+            loss=cfg.get("regression_loss", "mse"),
+            huber_delta=cfg.get("huber_delta", 1.0),
+            **common,
+        )
+    else:
+        lit = Classifier(num_classes=dm.num_classes, label_smoothing=cfg.get("label_smoothing", 0.0), **common)
+    lit.data_info = data_info(dm, cfg)  # stored in checkpoints: rebuild and export without the data
     if cfg.get("compile"):
         lit.compile_net(torch.zeros(2, *dm.input_shape))
     return lit

@@ -23,6 +23,8 @@ from nnopt.errors import CheckpointError
 log = logging.getLogger("nnopt")
 
 CONFIG_KEY = "nnopt_config"
+#: what the model needs to know about its inputs (shapes, standardisation, data set name): see build.data_info
+DATA_KEY = "nnopt_data"
 #: prefix of the inner network's parameters in a LightningModule state_dict
 NET_PREFIX = "net."
 #: checkpoint files a killed or requeued run leaves in its own dir (newest wins)

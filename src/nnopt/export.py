@@ -6,6 +6,12 @@ The int8 file goes through the TorchScript exporter (`dynamo=False`): it turns t
 QuantizeLinear/DequantizeLinear around float Conv/Gemm (QDQ), which onnxruntime fuses into int8 kernels.
 The dynamo exporter cannot trace eager quantized modules (torch.export fails on their packed parameters).
 Each file is run on the test split in onnxruntime and its accuracy is compared with torch's (`export.json`).
+
+The files are self-contained: the input standardisation (the training split's mean/std, stored in the checkpoint)
+is part of the graph, so a model takes the data set's raw values scaled to [0, 1] (8-bit images: pixel / 255),
+float32, N x C x H x W for images (N x F for tabular data, raw feature values). This input contract is written into
+each file's ONNX metadata (`metadata_props`) and into `export.json` (`input`). A data module of your own that
+standardises in its own transforms exports a model that takes what its test_dataloader yields.
 """
 
 from __future__ import annotations
@@ -14,16 +20,80 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from nnopt.compression.quantization import INT8_FILE, load_int8
 from nnopt.errors import CheckpointError, NnoptError
 from nnopt.io import write_atomic
+
+
+class Standardize(nn.Module):
+    """First layer of an exported model: raw values scaled to [0, 1] -> the standardised inputs the net trained on.
+
+    `(x * scale - mean) / std`, folded into one subtraction and one division; `mean`/`std` are scalars (images) or
+    per-feature vectors (tabular).
+    """
+
+    def __init__(self, mean: Any, std: Any, scale: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.as_tensor(mean, dtype=torch.float32) / scale)
+        self.register_buffer("divisor", torch.as_tensor(std, dtype=torch.float32) / scale)
+
+    @override
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.divisor
+
+
+def standardized(model: nn.Module, info: dict[str, Any]) -> nn.Module:
+    """`model` behind its input standardisation when the checkpoint stores one (nnopt's in-memory data)."""
+    if info.get("input_mean") is None or info.get("input_std") is None:
+        return model
+    return nn.Sequential(Standardize(info["input_mean"], info["input_std"], float(info.get("input_scale", 1.0))),
+                         model).eval()  # fmt: skip
+
+
+def input_contract(info: dict[str, Any]) -> dict[str, Any]:
+    """What an exported model expects and returns (export.json `input`, ONNX `metadata_props`)."""
+    shape = [int(v) for v in info["input_shape"]]
+    scale = float(info.get("input_scale", 1.0))
+    in_graph = info.get("input_mean") is not None
+    if not in_graph:
+        scaling = "as the data module's test_dataloader yields them (its own transforms; nothing in the graph)"
+    elif len(shape) == 1:
+        scaling = "raw feature values (standardised in the graph with the training split's per-feature mean/std)"
+    elif scale != 1.0:
+        scaling = f"raw values / {scale:g}, in [0, 1] (standardised in the graph with the training split's mean/std)"
+    else:
+        scaling = "raw values in [0, 1] as the data set stores them (standardised in the graph: training mean/std)"
+    return {
+        "input_name": "input",
+        "input_shape": ["N", *shape],
+        "input_dtype": "float32",
+        "input_layout": "N x C x H x W" if len(shape) == 3 else "N x " + " x ".join(str(v) for v in shape),
+        "input_scaling": scaling,
+        "output_name": "logits",
+        "num_classes": int(info["num_classes"]),
+        "data_set": str(info.get("name")),
+        "standardisation_in_graph": in_graph,
+    }
+
+
+def add_metadata(path: str | Path, contract: dict[str, Any]) -> None:
+    """Write the input contract into the ONNX file's `metadata_props` (string values; lists as JSON)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in contract.items()}
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    data = model.SerializeToString()
+    write_atomic(path, data)
 
 
 def export_onnx(model: nn.Module, in_shape: tuple[int, ...], path: str | Path) -> Path:
@@ -59,6 +129,36 @@ def accuracy(logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
     return float((logits.argmax(1) == y).float().mean())
 
 
+@torch.inference_mode()
+def batches_accuracy(logits_fn: Callable[[torch.Tensor], torch.Tensor],
+                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:  # fmt: skip
+    correct = seen = 0
+    for x, y in batches:
+        correct += int((logits_fn(x).argmax(1) == y).sum())
+        seen += len(y)
+    return correct / seen if seen else float("nan")
+
+
+def raw_inputs(x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+    """Standardised model inputs back to the exported model's contract (raw values scaled to [0, 1])."""
+    if info.get("input_mean") is None:
+        return x
+    mean = torch.as_tensor(info["input_mean"], dtype=torch.float32)
+    std = torch.as_tensor(info["input_std"], dtype=torch.float32)
+    return (x * std + mean) / float(info.get("input_scale", 1.0))
+
+
+def eval_batches(dm: Any, info: dict[str, Any], batch_size: int = 1024) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The test split as (model input, label) batches: nnopt's resident tensors, else the module's test_dataloader."""
+    tensors = getattr(dm, "tensors", None)
+    if isinstance(tensors, dict) and "test" in tensors:
+        x, y = (t.cpu() for t in tensors["test"])
+        return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    dm.prepare_data()
+    dm.setup("test")
+    return [(batch[0].cpu(), batch[1].cpu()) for batch in dm.test_dataloader()]
+
+
 def resolve_checkpoint(target: str | Path) -> Path:
     target = Path(target)
     if target.is_dir():
@@ -69,28 +169,42 @@ def resolve_checkpoint(target: str | Path) -> Path:
     return target
 
 
-def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bool = True) -> dict[str, Any]:
-    """Export the run's float model and, if saved, its int8 model; returns what was written and checked."""
+def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bool = True,
+               config_dir: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Export the run's float model and, if saved, its int8 model; returns what was written and checked.
+
+    `config_dir`: a conf/ of your own whose configs name the run's model/data targets (they are trusted then).
+    """
     from nnopt import build, checkpoint
+    from nnopt.config.targets import targets_in_dir
 
     ckpt_path = resolve_checkpoint(target)
     ckpt = checkpoint.load(ckpt_path)
-    cfg = checkpoint.trusted_config(ckpt, ckpt_path)
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise CheckpointError(f"--config-dir {config_dir}: no such directory")
+    chosen = [{"_target_": t} for t in targets_in_dir(config_dir)] if config_dir is not None else None
+    cfg = checkpoint.trusted_config(ckpt, ckpt_path, chosen=chosen)
     out = Path(out_dir) if out_dir else ckpt_path.parent.parent / "onnx"
-    dm = build.build_datamodule(cfg)
-    in_shape = dm.input_shape
-    x, y = dm.tensors["test"]
-    x, y = x.cpu(), y.cpu()
-    report: dict[str, Any] = {"checkpoint": str(ckpt_path), "models": {}}
+    info = ckpt.get(checkpoint.DATA_KEY) or {}
+    dm = build.build_datamodule(cfg) if verify or not info else None  # data only to verify (or an older checkpoint)
+    if dm is not None and not info:
+        info = build.data_info(dm, cfg)
+    in_shape, num_classes = tuple(info["input_shape"]), int(info["num_classes"])
+    contract = input_contract(info)
+    batches = eval_batches(dm, info) if verify else []
+    report: dict[str, Any] = {"checkpoint": str(ckpt_path), "input": contract, "models": {}}
 
     def record(name: str, model: nn.Module, path: Path) -> None:
+        """Torch on the standardised test inputs, onnxruntime on the same samples as the contract's raw inputs."""
+        add_metadata(path, contract)
         entry: dict[str, Any] = {"path": str(path)}
         if verify:
-            entry["acc_torch"] = accuracy(model, x, y)
-            entry["acc_onnx"] = accuracy(lambda b: onnx_logits(path, b), x, y)
+            entry["acc_torch"] = batches_accuracy(model, batches)
+            raw = [(raw_inputs(x, info), y) for x, y in batches]
+            entry["acc_onnx"] = batches_accuracy(lambda b: onnx_logits(path, b), raw)
         report["models"][name] = entry
 
-    float_net = build.build_net(cfg, in_shape, dm.num_classes)
+    float_net = build.build_net(cfg, in_shape, num_classes)
     state = checkpoint.net_state(ckpt["state_dict"])
     try:
         float_net.load_state_dict(state)
@@ -98,12 +212,13 @@ def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bo
         # a QAT run's checkpoint holds the fake-quantized model: its deployable form is the int8 file
         report["models"]["float"] = {"skipped": "checkpoint holds a QAT (fake-quantized) model; see int8"}
     else:
-        record("float", float_net.eval(), export_onnx(float_net, in_shape, out / "model.onnx"))
+        float_net.eval()
+        record("float", float_net, export_onnx(standardized(float_net, info), in_shape, out / "model.onnx"))
     int8_path = ckpt_path.parent / INT8_FILE
     if int8_path.is_file():
-        int8 = load_int8(int8_path, build.build_net(cfg, in_shape, dm.num_classes), in_shape)
+        int8 = load_int8(int8_path, build.build_net(cfg, in_shape, num_classes), in_shape)
         try:
-            path = export_onnx(int8, in_shape, out / "model_int8.onnx")
+            path = export_onnx(standardized(int8, info), in_shape, out / "model_int8.onnx")
         except Exception as exc:  # noqa: BLE001 - dynamic quantization (quantized::linear_dynamic) has no mapping
             float_onnx = out / "model.onnx"
             if torch.load(int8_path, weights_only=True)["kind"] != "dynamic" or not float_onnx.is_file():
@@ -133,9 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", help="a run dir (uses checkpoints/last.ckpt) or a checkpoint file")
     parser.add_argument("--out", default=None, help="output dir (default: <run dir>/onnx)")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime accuracy check")
+    parser.add_argument("-cd", "--config-dir", default=None,
+                        help="your own conf/ dir: trust the model/data targets its configs name")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        report = export_run(args.target, args.out, verify=not args.no_verify)
+        report = export_run(args.target, args.out, verify=not args.no_verify, config_dir=args.config_dir)
     except NnoptError as exc:
         print(f"nnopt: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -7,7 +7,8 @@ optimizer and LR schedule, extra loss terms, the compiled and the deployed netwo
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -25,7 +26,7 @@ from torchmetrics.classification import (
 from typing_extensions import override
 
 from nnopt import _compat
-from nnopt.checkpoint import CONFIG_KEY
+from nnopt.checkpoint import CONFIG_KEY, DATA_KEY
 from nnopt.metrics import names as N
 
 #: extra loss terms callbacks may add: fn(module, x, outputs, y) -> scalar tensor
@@ -61,6 +62,7 @@ class TaskModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.run_config = run_config or {}
+        self.data_info: dict[str, Any] = {}  # input shape, classes, standardisation (nnopt.build.data_info)
         self.task_weight = 1.0
         self.loss_terms: dict[str, LossTerm] = {}
         if l1 > 0:
@@ -148,8 +150,70 @@ class TaskModule(pl.LightningModule):
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The resolved run config travels with the weights, so `nnopt-eval` can rebuild the model.
+        # The resolved run config and the input contract travel with the weights: `nnopt-eval`, `nnopt-export` and
+        # `load_from_checkpoint` rebuild the model without loading any data.
         checkpoint[CONFIG_KEY] = self.run_config
+        checkpoint[DATA_KEY] = self.data_info
+
+    @classmethod
+    @override
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        *,
+        trusted: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> TaskModule:
+        """Rebuild network, optimizer factory and module from an nnopt checkpoint alone, with its weights, in eval mode.
+
+        The stored config is untrusted data: only `_target_`s named by nnopt's configs (or the running Hydra app's
+        search path) are built, plus those listed in `trusted` (e.g. your own model's class path). The file is
+        always read with `weights_only=True`; `hparams_file` and extra keyword arguments are not supported.
+
+        Raises:
+            CheckpointError: not an nnopt checkpoint, a target nobody chose, or weights that do not fit.
+        """
+        from types import SimpleNamespace
+
+        from omegaconf import open_dict
+
+        from nnopt import build, checkpoint
+        from nnopt.errors import CheckpointError
+
+        key = "checkpoint_path"
+        if hparams_file is not None or kwargs or weights_only is False:
+            raise CheckpointError(f"{key}={checkpoint_path}: nnopt checkpoints load from the file alone "
+                                  "(weights_only, no hparams_file or extra arguments)")  # fmt: skip
+        ckpt = checkpoint.load(checkpoint_path, key)
+        chosen = [{"_target_": str(t)} for t in trusted] or None
+        cfg = checkpoint.trusted_config(ckpt, checkpoint_path, key, chosen=chosen)
+        info = ckpt.get(DATA_KEY)
+        if not isinstance(info, dict) or not info.get("input_shape") or not info.get("num_classes"):
+            raise CheckpointError(f"{key}={checkpoint_path} stores no input shape (written by an older nnopt): "
+                                  "evaluate it with nnopt-eval ckpt_path=...")  # fmt: skip
+        with open_dict(cfg):
+            cfg.compile = False  # a loaded model runs eagerly; compile it yourself if you want
+        shapes = SimpleNamespace(**{**info, "input_shape": tuple(info["input_shape"])})
+        try:
+            module = build.build_module(cfg, shapes)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the stored config does not rebuild
+            raise CheckpointError(f"{key}={checkpoint_path}: the stored config does not rebuild "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None  # fmt: skip
+        if not isinstance(module, cls):
+            raise CheckpointError(f"{key}={checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
+        module.data_info = dict(info)
+        try:
+            module.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{key}={checkpoint_path}: weights do not fit the rebuilt model "
+                                  f"({str(exc).splitlines()[0][:200]})") from None  # fmt: skip
+        if isinstance(map_location, (str, torch.device)):
+            module = module.to(map_location)
+        return module.eval()
 
 
 def class_metrics(num_classes: int) -> MetricCollection:

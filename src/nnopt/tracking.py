@@ -7,12 +7,18 @@ its constructor arguments is decided by the logger's *class* (any key name, user
   environment variables (only the environment stops its telemetry thread from reaching the network); all its files
   under the run dir; in a multirun group = the sweep and tags = the job's overrides; the run id is kept in the run
   dir so a resumed run continues the same W&B run.
-- `online` is an nnopt key of every logger node (only W&B uses it) and is never passed to a constructor.
+- MLflow (`MLFlowLogger` or a subclass): a local store (no server, no network), telemetry off.
+- `online` is an nnopt key of every logger node (only W&B uses it) and is never passed to a constructor;
+  `if_installed: <module>` (another nnopt key) skips the node where that module is missing (`logger=many`).
+
+At the end of a completed run :func:`log_final_summary` gives every logger the whole run: the summary numbers, the
+config group choices as parameters, the confusion matrix image and summary.json plus the composed config as files.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import netrc
 import os
@@ -67,14 +73,25 @@ def finish_wandb() -> None:
             wandb.finish()
 
 
-def _is_wandb(target: str) -> bool:
+def _is_logger(target: str, name: str) -> bool:
+    """Whether `target` is Lightning's logger class `name` or a subclass (decided by class, not by key)."""
     try:
+        import pytorch_lightning.loggers as pl_loggers
         from hydra.utils import get_class
-        from pytorch_lightning.loggers import WandbLogger
 
-        return issubclass(get_class(target), WandbLogger)
-    except Exception:  # noqa: BLE001 - an unknown target is reported by instantiate itself
+        return issubclass(get_class(target), getattr(pl_loggers, name))
+    except Exception:  # noqa: BLE001 - an unknown target (or a missing optional package) is reported by instantiate
         return False
+
+
+def _is_wandb(target: str) -> bool:
+    return _is_logger(target, "WandbLogger")
+
+
+def configure_mlflow() -> None:
+    """MLflow offline: no telemetry; its local file store (`file:` URIs) is allowed."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 # -- multirun and resume ---------------------------------------------------------------------------------
@@ -130,6 +147,12 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
             continue
         node = OmegaConf.to_container(node, resolve=True)
         online = bool(node.pop("online", False))
+        needs = node.pop("if_installed", None)
+        if needs and importlib.util.find_spec(str(needs)) is None:
+            log.info("logger %s skipped: %s is not installed", node.get("_target_"), needs)
+            continue
+        if _is_logger(str(node.get("_target_", "")), "MLFlowLogger"):
+            configure_mlflow()
         if _is_wandb(str(node.get("_target_", ""))):
             configure_wandb(online, cfg.paths.output_dir)
             node.update(wandb_sweep_args(node.get("tags")))
@@ -138,14 +161,93 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
     return loggers
 
 
-def log_final_summary(loggers: list[Any], summary: dict[str, Any]) -> None:
-    """Hand the final numbers to loggers that keep a run summary (W&B)."""
-    from pytorch_lightning.loggers import WandbLogger
+#: prefix of the final summary numbers in every logger (`summary/test/acc`), apart from the per-epoch curves
+SUMMARY_PREFIX = "summary/"
+#: prefix of the config group choices logged as parameters (`choices/optimizer=momentum`)
+CHOICE_PREFIX = "choices/"
+CONFUSION_PNG = "confusion_matrix.png"
 
-    numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The summary's numbers (not flags, names or None), keyed `summary/<key>`."""
+    return {f"{SUMMARY_PREFIX}{k}": float(v) for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}  # fmt: skip
+
+
+def choice_params(summary: dict[str, Any]) -> dict[str, str]:
+    """`choices/<group>` = the option picked (e.g. optimizer=momentum, where the optimizer class is just SGD)."""
+    from nnopt.metrics import summary as S
+
+    return {f"{CHOICE_PREFIX}{k}": str(v) for k, v in (summary.get(S.CHOICES) or {}).items() if v is not None}
+
+
+def run_files(summary: dict[str, Any]) -> list[Path]:
+    """Files every tracker stores with the run: summary.json and the composed config (Hydra's .hydra/*.yaml)."""
+    from nnopt.metrics import summary as S
+
+    run_dir = Path(str(summary.get(S.RUN_DIR) or "."))
+    candidates = [run_dir / S.FILENAME, run_dir / ".hydra" / "config.yaml", run_dir / ".hydra" / "overrides.yaml"]
+    return [p for p in candidates if p.is_file()]
+
+
+def _run_dir_of(path: Path) -> Path:
+    return path.parent.parent if path.parent.name == ".hydra" else path.parent
+
+
+def log_final_summary(loggers: list[Any], summary: dict[str, Any]) -> None:
+    """Give every logger the whole run (after summary.json is written).
+
+    - numbers: TensorBoard hparams with metrics (the HPARAMS tab compares runs), MLflow metrics, W&B summary,
+      a final CSV row; the group choices as parameters everywhere;
+    - the confusion matrix image to TensorBoard, W&B and MLflow (artifact);
+    - summary.json and the composed config as W&B files / MLflow artifacts (CSV and TensorBoard live in the run dir).
+
+    A tracker that fails here only costs a warning: the run itself completed and its files are written.
+    """
+    from nnopt.metrics import summary as S
+
+    metrics, params, files = summary_metrics(summary), choice_params(summary), run_files(summary)
+    image = Path(str(summary.get(S.RUN_DIR) or ".")) / CONFUSION_PNG
+    image = image if image.is_file() else None
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update({f"summary/{k}": v for k, v in numeric.items()})
+        try:
+            _log_final(logger, metrics, params, files, image, int(summary.get(S.TRAIN_STEPS) or 0))
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("logger %s: the final summary was not logged (%s: %s)", type(logger).__name__,
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")  # fmt: skip
+
+
+def _log_final(logger: Any, metrics: dict[str, float], params: dict[str, str], files: list[Path],
+               image: Path | None, step: int) -> None:  # fmt: skip
+    from pytorch_lightning import loggers as pl_loggers
+
+    if isinstance(logger, pl_loggers.TensorBoardLogger):
+        # one hparams record with metrics: the run config logged at the start plus the choices
+        logger.log_hyperparams({**dict(logger.hparams), **params}, metrics=metrics, step=step)
+        if image is not None:
+            import matplotlib.image
+
+            logger.experiment.add_image("confusion_matrix", matplotlib.image.imread(image)[..., :3], step,
+                                        dataformats="HWC")  # fmt: skip
+        logger.experiment.flush()
+    elif isinstance(logger, pl_loggers.WandbLogger):
+        run = logger.experiment
+        run.config.update(params, allow_val_change=True)
+        run.summary.update(metrics)
+        if image is not None:
+            logger.log_image("confusion_matrix", [str(image)])
+        for path in files:  # paths as in the run dir: W&B keeps its own config.yaml beside .hydra/config.yaml
+            run.save(str(path), base_path=str(_run_dir_of(path)), policy="now")
+    elif isinstance(logger, pl_loggers.MLFlowLogger):
+        logger.log_hyperparams(params)
+        logger.log_metrics(metrics, step=step)
+        client, run_id = logger.experiment, logger.run_id
+        for path in [*files, *([image] if image is not None else [])]:
+            client.log_artifact(run_id, str(path))
+    else:  # CSV and other loggers: parameters and one final row of metrics
+        logger.log_hyperparams(params)
+        logger.log_metrics(metrics, step=step)
+    logger.save()
 
 
 def log_report_to_wandb(config: DictConfig, sweep_dir: Path, paths: list[Path]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -57,6 +58,11 @@ def _scan_dir(config_dir: str) -> frozenset[str]:
 
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         return _scan(GlobalHydra.instance().config_loader())
+
+
+def targets_in_dir(config_dir: str | Path) -> frozenset[str]:
+    """Targets named by the configs of `config_dir` (a user's own conf/, e.g. `nnopt-export --config-dir`)."""
+    return _scan_dir(str(Path(config_dir).resolve()))
 
 
 def known_targets() -> frozenset[str]:

@@ -124,6 +124,10 @@ class InMemoryDataModule(pl.LightningDataModule):
     #: target mean/std of the training split (regression): metrics are reported in the target's original units
     target_mean: float = 0.0
     target_std: float = 1.0
+    #: train-split input statistics (set by `prepare`) and the raw-value scale (255 for 8-bit images, else 1)
+    input_mean: torch.Tensor | None = None
+    input_std: torch.Tensor | None = None
+    input_scale: float = 1.0
 
     def __init__(
         self,
@@ -209,6 +213,10 @@ class InMemoryDataModule(pl.LightningDataModule):
             std = std if float(std) > 0 else torch.ones(())
         for x, _ in tensors.values():
             x.sub_(mean).div_(std)
+        # the input contract of exported models (nnopt.export): raw values scaled to [0, 1] (8-bit images / 255),
+        # standardised inside the model with these train statistics
+        self.input_mean, self.input_std = mean, std
+        self.input_scale = 255.0 if arrays.x_train.dtype == np.uint8 else 1.0
         if regression:  # standardised targets train well with default learning rates; metrics undo it
             y_std, y_mean = torch.std_mean(tensors["train"][1])
             self.target_mean, self.target_std = float(y_mean), float(y_std) if float(y_std) > 0 else 1.0
