@@ -295,6 +295,12 @@ def precheck(argv: list[str], config_name: str) -> None:
         finally:
             GlobalHydra.instance().clear()
     check_optional(cfg)
+    from nnopt.config.schema import check_output_dir
+
+    try:  # Hydra makes the run dir before our code runs: an uncreatable one would end in its traceback
+        check_output_dir(cfg, "--multirun" in flags or OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN")
+    except NnoptError as exc:
+        fail(str(exc))
 
 
 def is_multirun() -> bool:

@@ -5,9 +5,12 @@ Entry points run in-process (same `main()` as the console scripts) so ~40 cases 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +65,28 @@ def world(tmp_path_factory):
         dirs[name] = write_mnist_dir(data / name)
     (dirs["corrupt"] / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     raw = (dirs["truncated"] / "t10k-images-idx3-ubyte.gz").read_bytes()
-    import gzip
-
     full = gzip.decompress(raw)
     (dirs["truncated"] / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(full[:-100]))
     (dirs["magic"] / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x08\x03\x00\x01" + full[4:]))
     write_idx(dirs["mismatch"] / "t10k-labels-idx1-ubyte.gz", np.zeros(7))
     write_idx(dirs["empty"] / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
     write_idx(dirs["empty"] / "t10k-labels-idx1-ubyte.gz", np.zeros(0))
+    for name in ("labels", "nan", "shape", "overflow", "bomb"):
+        dirs[name] = write_mnist_dir(data / name)
+    labels = np.arange(60) % 10
+    labels[17] = 200
+    write_idx(dirs["labels"] / "train-labels-idx1-ubyte.gz", labels)
+    images = np.zeros((60, 28, 28), dtype=">f4")
+    images[3, 4, 5] = np.nan
+    header = struct.pack(">BBBB", 0, 0, 0x0D, 3) + struct.pack(">3I", *images.shape)
+    (dirs["nan"] / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
+    write_idx(dirs["shape"] / "t10k-images-idx3-ubyte.gz", np.zeros((20, 32, 32)))
+    huge = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 2**21, 2**21, 2**22)  # 2^64 bytes: 0 in int64
+    (dirs["overflow"] / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(huge))
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 31)  # header says 20 images, the body inflates to 64 MB
+    body = [bomb.compress(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 20, 28, 28))]
+    body += [bomb.compress(bytes(1 << 22)) for _ in range(16)]
+    (dirs["bomb"] / "t10k-images-idx3-ubyte.gz").write_bytes(b"".join([*body, bomb.flush()]))
     text = root / "notes.ckpt"
     text.write_text("this is not a checkpoint")
     return {"root": root, "logs": logs, "dirs": dirs, "good": good, "other": other, "text": text}
@@ -79,7 +96,7 @@ def world(tmp_path_factory):
 CASES = [
     ("train", ["optimizer=foo"], "unknown optimizer option 'foo'; choose one of: adagrad"),
     ("train", ["model=resnet50"], "unknown model option 'resnet50'; choose one of: cnn, lenet5, mlp"),
-    ("train", ["data=cifar10"], "unknown data option 'cifar10'; choose one of: digits"),
+    ("train", ["data=cifar10"], "unknown data option 'cifar10'; choose one of: breast_cancer"),
     ("train", ["trainer=tpu"], "unknown trainer option 'tpu'"),
     ("train", ["logger=mlflowx"], "unknown logger option 'mlflowx'"),
     ("train", ["callbacks=fancy"], "unknown callbacks option 'fancy'"),
@@ -126,6 +143,52 @@ CASES = [
     ("train", ["trainer=ddp_cpu", "trainer.devices=1"], "trainer.strategy=ddp with trainer.devices=1"),
     ("train", ["trainer=gpu"], "no CUDA GPUs are visible here"),
     ("train", ["trainer=cpu", "trainer.devices=64"], "trainer.devices=64"),
+    # data checks before training (issue 12, item 5)
+    ("train", ["data=mnist", "data.dir={dirs[labels]}"], "train-labels-idx1-ubyte.gz: label 200 is outside [0, 10)"),
+    ("train", ["data.num_classes=5"], "data.name=digits: train split: label 9 is outside [0, 5)"),
+    ("train", ["data=mnist", "data.dir={dirs[nan]}"], "train split: 1 samples have NaN/Inf inputs (first: sample"),
+    ("train", ["data=mnist", "data.dir={dirs[shape]}"], "test inputs have shape (1, 32, 32) per sample but train"),
+    ("train", ["data=mnist", "data.dir={dirs[overflow]}"], "(18446744073709551616 bytes), more than this"),
+    ("train", ["data=mnist", "data.dir={dirs[bomb]}"], "truncated or padded: header says shape (20, 28, 28)"),
+    # config checks before building (issue 12, item 6)
+    ("train", ["+trainer.max_steps=0"], "trainer.max_steps=0 is out of range; allowed: -1 (no limit) or an integer"),
+    ("train", ["+trainer.max_steps=-2"], "trainer.max_steps=-2 is out of range"),
+    ("train", ["+trainer.val_check_interval=1.5"], "val_check_interval=1.5 is out of range; allowed: a fraction"),
+    ("train", ["+trainer.val_check_interval=0"], "trainer.val_check_interval=0 is out of range"),
+    ("train", ["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5 is out of range"),
+    ("train", ["trainer.limit_val_batches=-1"], "trainer.limit_val_batches=-1 is out of range"),
+    ("train", ["trainer.limit_test_batches=2.0"], "trainer.limit_test_batches=2.0 is out of range"),
+    ("train", ["+trainer.limit_predict_batches=0"], "trainer.limit_predict_batches=0 is out of range"),
+    ("train", ["trainer.overfit_batches=-1"], "trainer.overfit_batches=-1 is out of range"),
+    ("train", ["trainer=cpu", "trainer.devices=[0,0]"], "trainer.devices=[0, 0] lists device 0 twice"),
+    ("train", ["callbacks.model_checkpoint.monitor=val/auc"], "callbacks.model_checkpoint.monitor='val/auc' is never"),
+    ("train", ["callbacks.early_stopping.monitor=val_acc"], "callbacks.early_stopping.monitor='val_acc' is never"),
+    ("train", ["seed=4294967296"], "seed=4294967296 is out of range; allowed: an integer >= 0 and <= 4294967295"),
+    ("train", ["optimizer.betas=[0.9]"], "optimizer.betas=[0.9] must have exactly 2 values"),
+    ("train", ["optimizer.betas=[0.9,0.99,0.999]"], "optimizer.betas=[0.9, 0.99, 0.999] must have exactly 2 values"),
+    ("train", ["callbacks.lr_finder.enabled=true"], "callbacks.lr_finder.num_training_steps=100 exceeds this run's 2"),
+    ("train", ["hydra.run.dir=/proc/nnopt"], "hydra.run.dir=/proc/nnopt cannot be created"),
+    ("train", ["hydra.run.dir={text}/run"], "notes.ckpt is not a directory"),
+    ("train", ["-m", "hydra.sweep.dir=/proc/nnopt", "seed=1,2"], "hydra.sweep.dir=/proc/nnopt cannot be created"),
+    # every other bounded schema value (test_every_bounded_schema_key_has_a_case keeps this list complete)
+    ("train", ["l1=-1"], "l1=-1 is out of range"),
+    ("train", ["data.eval_batch_size=0"], "data.eval_batch_size=0 is out of range"),
+    ("train", ["data.test_fraction=1.0"], "data.test_fraction=1.0 is out of range"),
+    ("train", ["data.size=2"], "data.size=2 is out of range; allowed: an integer >= 4 and <= 512"),
+    ("train", ["data.split_seed=-1"], "data.split_seed=-1 is out of range"),
+    ("train", ["data=synthetic", "data.num_classes=1"], "data.num_classes=1 is out of range"),
+    ("train", ["data=synthetic", "data.shape=[1,0,28]"], "data.shape[1]=0 is out of range"),
+    ("train", ["data=synthetic", "data.noise=-1"], "data.noise=-1 is out of range"),
+    ("train", ["model=cnn", "model.channels=[0,64]"], "model.channels[0]=0 is out of range"),
+    ("train", ["optimizer.eps=0"], "optimizer.eps=0 is out of range"),
+    ("train", ["optimizer=rmsprop", "optimizer.alpha=1.0"], "optimizer.alpha=1.0 is out of range"),
+    ("train", ["optimizer=adagrad", "optimizer.lr_decay=-1"], "optimizer.lr_decay=-1 is out of range"),
+    ("train", ["trainer.accelerator=tpu"], "trainer.accelerator='tpu' is not allowed; choose one of: auto, cpu"),
+    ("train", ["trainer.min_epochs=-1"], "trainer.min_epochs=-1 is out of range"),
+    ("train", ["trainer.gradient_clip_val=0"], "trainer.gradient_clip_val=0 is out of range"),
+    ("train", ["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is out of range"),
+    ("train", ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is out of range"),
+    ("train", ["trainer.num_nodes=0"], "trainer.num_nodes=0 is out of range"),
     ("eval", ["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
     ("eval", ["ckpt_path={text}"], "is not a readable nnopt checkpoint"),
     ("eval", [], "ckpt_path is required"),
@@ -153,8 +216,31 @@ def test_bad_input(world, entry, args, expected, monkeypatch, capfd):
     assert summary[S.STATUS] == S.COMPLETED
 
 
-def test_battery_size():
-    assert len(CASES) >= 30
+def _bounded_schema_keys() -> set[str]:
+    """Every config key whose schema gives a range or a list of choices (what a bad value can violate)."""
+    from dataclasses import fields
+
+    from nnopt.config.schema import GROUP_SCHEMAS, RootSchema
+
+    keys = set()
+    for prefix, schema in [("", RootSchema), *GROUP_SCHEMAS.items()]:
+        for f in fields(schema):
+            meta = f.metadata
+            if any(meta[k] is not None for k in ("gt", "ge", "lt", "le", "choices")):
+                keys.add(f"{prefix}.{f.name}" if prefix else f.name)
+    return keys
+
+
+def test_every_bounded_schema_key_has_a_case():
+    """A new range in the schema needs a battery case proving its bad value ends in one line."""
+    covered = {arg.split("=", 1)[0].lstrip("+~") for _, args, _ in CASES for arg in args if "=" in arg}
+    assert sorted(_bounded_schema_keys() - covered) == []
+
+
+def test_cases_check_distinct_messages():
+    """Two cases expecting the same text prove one check twice (or a copy-paste slip)."""
+    expected = [(entry, text) for entry, _, text in CASES]
+    assert sorted(t for t in set(expected) if expected.count(t) > 1) == []
 
 
 def test_report_bad_inputs_are_one_line(tmp_path, capfd):

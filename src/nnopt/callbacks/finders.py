@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BatchSizeFinder, LearningRateFinder
 from typing_extensions import override
 
+from nnopt.errors import ConfigError
+
 log = logging.getLogger("nnopt")
 
 
@@ -26,9 +28,16 @@ class LRRangeTest(LearningRateFinder):
     def __init__(self, output_dir: str, apply: bool = True, **kwargs) -> None:
         super().__init__(update_attr=False, **kwargs)
         self.output_dir, self.apply = Path(output_dir), apply
+        self.num_training_steps = int(kwargs.get("num_training_steps", 100))  # Lightning's default
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        run_steps = trainer.estimated_stepping_batches
+        if self.num_training_steps > run_steps:  # the test would stop early and suggest a meaningless lr
+            raise ConfigError(
+                f"callbacks.lr_finder.num_training_steps={self.num_training_steps} exceeds this run's "
+                f"{int(run_steps)} training steps; lower it (e.g. {max(1, int(run_steps) // 2)}) or train longer"
+            )
         self.lr_find(trainer, pl_module)
         result = self.optimal_lr
         if result is None:

@@ -8,14 +8,19 @@ A group's schema is one dataclass here, named in GROUP_SCHEMAS.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnopt.errors import ConfigError
+from nnopt.metrics import names as N
 
 
 def spec(
@@ -109,7 +114,7 @@ def check_node(prefix: str, node: Mapping[str, Any] | None, schema: type) -> Non
 
 @dataclass
 class RootSchema:
-    seed: int = spec(int, ge=0, nullable=False)
+    seed: int = spec(int, ge=0, le=2**32 - 1, nullable=False)  # numpy's seed range
     task_name: str = spec(str, nullable=False)
     train: bool = spec(bool, nullable=False)
     test: bool = spec(bool, nullable=False)
@@ -175,7 +180,10 @@ class TrainerSchema:
     limit_train_batches: float = spec((int, float), gt=0)
     limit_val_batches: float = spec((int, float), ge=0)
     limit_test_batches: float = spec((int, float), gt=0)
+    limit_predict_batches: float = spec((int, float), gt=0)
     overfit_batches: float = spec((int, float), ge=0)
+    max_steps: int = spec(int)
+    val_check_interval: float = spec((int, float), gt=0)
 
 
 #: group name -> schema (add a group's schema here)
@@ -217,3 +225,101 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.min_epochs={trainer['min_epochs']} exceeds trainer.max_epochs={trainer['max_epochs']}"
         )
+    _check_trainer(trainer)
+    betas = (plain.get("optimizer") or {}).get("betas")
+    if isinstance(betas, list) and len(betas) != 2:
+        raise ConfigError(f"optimizer.betas={betas!r} must have exactly 2 values (beta1, beta2), got {len(betas)}")
+    _check_monitors(plain)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_trainer(trainer: Mapping[str, Any]) -> None:
+    """Trainer values whose meaning depends on their type (count vs fraction) or that only one sentinel allows."""
+    steps = trainer.get("max_steps")
+    if _is_count(steps) and steps != -1 and steps < 1:
+        raise ConfigError(f"trainer.max_steps={steps} is out of range; allowed: -1 (no limit) or an integer >= 1")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                "overfit_batches", "val_check_interval"):  # fmt: skip
+        value = trainer.get(key)
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ConfigError(
+                f"trainer.{key}={value!r} is out of range; allowed: a fraction in [0.0, 1.0] or a whole number "
+                f"of batches (an integer, e.g. {max(1, round(value))})"
+            )
+    devices = trainer.get("devices")
+    if isinstance(devices, str) and "," in devices:
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    if isinstance(devices, list):
+        seen = [d for i, d in enumerate(devices) if d in devices[:i]]
+        if seen:
+            raise ConfigError(f"trainer.devices={trainer['devices']!r} lists device {seen[0]!r} twice; list each once")
+        if not devices:
+            raise ConfigError("trainer.devices=[] selects no device; give a count or a list of device indices")
+
+
+def logged_metrics(task: str = "classification") -> tuple[str, ...]:
+    """Every name the Classifier logs during fit for `task` (what a callback's `monitor` may name)."""
+    if task == "regression":
+        per_stage, best = (*N.REGRESSION_METRICS, N.LOSS), N.VAL_MSE_BEST
+        train = (N.TRAIN_LOSS,)
+    else:
+        per_stage, best = (*N.CLASS_METRICS, N.AUROC, N.LOSS), N.VAL_ACC_BEST
+        train = (N.TRAIN_LOSS, N.key(N.TRAIN, N.ACC))
+    return (*(N.key(N.VAL, m) for m in per_stage), best, *train)
+
+
+def _check_monitors(plain: Mapping[str, Any]) -> None:
+    """A callback that monitors a metric nothing logs would save/stop on nothing (or fail after training)."""
+    callbacks = plain.get("callbacks") or {}
+    if not isinstance(callbacks, Mapping):
+        return
+    task = (plain.get("data") or {}).get("task") or "classification"
+    logged = logged_metrics(task)
+    for name, node in callbacks.items():
+        if not isinstance(node, Mapping) or "_target_" not in node or node.get("enabled") is False:
+            continue
+        monitor = node.get("monitor")
+        if monitor is None:
+            continue
+        if monitor not in logged and not str(monitor).startswith(f"{N.TRAIN_LOSS}_"):
+            raise ConfigError(
+                f"callbacks.{name}.monitor={monitor!r} is never logged; choose one of: {', '.join(logged)}"
+            )
+
+
+def _uncreatable(path: Path) -> str | None:
+    """Why `path` cannot be made a writable directory, or None; probes without leaving anything behind."""
+    path = path.absolute()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".nnopt-probe-"))
+    except OSError as exc:
+        return f"cannot create anything in {existing}: {exc.strerror or exc}"
+    return None
+
+
+def check_output_dir(cfg: DictConfig, multirun: bool) -> None:
+    """Hydra creates the run (sweep) dir before nnopt's code runs: an uncreatable one would end in its traceback.
+
+    The dir is resolved with a placeholder for `${run_stamp:}` (resolving it would fix this process's stamp);
+    a dir that cannot be resolved before Hydra starts (`${hydra:...}`) is left to Hydra.
+    """
+    key = "sweep" if multirun else "run"
+    try:
+        raw = OmegaConf.to_container(cfg.hydra[key], resolve=False)["dir"]
+        probe = copy.deepcopy(cfg)
+        OmegaConf.set_struct(probe, False)
+        probe.nnopt_probe_dir = str(raw).replace("${run_stamp:}", "stamp")
+        where = Path(str(probe.nnopt_probe_dir))
+    except Exception:  # noqa: BLE001 - not resolvable before Hydra runs: Hydra resolves and reports it
+        return
+    problem = _uncreatable(where)
+    if problem:
+        raise ConfigError(f"hydra.{key}.dir={where} cannot be created ({problem}); choose a writable directory")
