@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -44,8 +45,10 @@ class LRRangeTest(LearningRateFinder):
             return
         suggestion = result.suggestion()
         if self.apply and suggestion:
-            for group in trainer.optimizers[0].param_groups:
-                group["lr"] = group["initial_lr"] = suggestion
+            # configure_optimizers already ran (before on_fit_start): build the optimizer and its schedule again,
+            # from the suggested lr, so a schedule's curve is relative to it (no step has been taken yet)
+            pl_module.optimizer_factory = functools.partial(pl_module.optimizer_factory, lr=suggestion)
+            trainer.strategy.setup_optimizers(trainer)
         if trainer.global_rank != 0:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)

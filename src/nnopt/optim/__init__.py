@@ -1,1 +1,1 @@
-"""Optimizer-side training techniques: learning-rate schedules as Lightning callbacks."""
+"""Optimizer-side training techniques: learning-rate schedule factories (Lightning steps the schedulers)."""

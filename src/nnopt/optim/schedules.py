@@ -1,151 +1,116 @@
-"""Learning-rate schedules as callbacks that drive `torch.optim.lr_scheduler` classes per optimizer step.
+"""Learning-rate schedules as factories: each builds one `torch.optim.lr_scheduler` for Lightning to step.
 
-A callback (not `configure_optimizers`) so any optimizer composes with any schedule from the command line.
-Total steps come from the trainer (`estimated_stepping_batches`: epochs x batches / accumulation, per rank),
-never from the user. The scheduler's state travels in the callback's checkpoint state, so resume is exact.
+`Classifier.configure_optimizers` returns `schedule.lr_scheduler_config(optimizer, trainer)`, so Lightning steps the
+scheduler (after every optimizer step, or after validation for `plateau`), saves and restores its state in
+checkpoints and lets `StochasticWeightAveraging` swap it for SWALR. Total steps come from the trainer
+(`estimated_stepping_batches`: epochs x batches / accumulation, per rank), never from the user. The lr and momentum
+curves are logged by `LearningRateMonitor` under `LR_KEY` / `MOMENTUM_KEY`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import StochasticWeightAveraging
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as S
 
-from nnopt.errors import ConfigError, require
+from nnopt.errors import ConfigError, require, require_choice
 from nnopt.metrics import names as N
 
+#: the scheduler's name: LearningRateMonitor logs the lr under it and the momentum/beta1 under `MOMENTUM_KEY`
 LR_KEY = N.key(N.TRAIN, "lr")
-#: keys a plateau schedule may watch: logged once per validation epoch
-PLATEAU_MONITORS = tuple(N.key(N.VAL, m) for m in (*N.CLASS_METRICS, N.LOSS))
+MOMENTUM_KEY = f"{LR_KEY}-momentum"
+#: keys a plateau schedule may watch: logged once per validation epoch (classification or regression)
+PLATEAU_MONITORS = tuple(N.key(N.VAL, m) for m in (*N.CLASS_METRICS, *N.REGRESSION_METRICS, N.LOSS))
 
 
-def _check(name: str, value: float, ok: bool, allowed: str) -> None:
-    require(ok, f"schedule.{name}", value, allowed)
-
-
-class LRSchedule(pl.Callback):
-    """Base: builds the scheduler at train start, steps it after every optimizer step, logs `train/lr`."""
-
-    per_step = True
-
-    def __init__(self, log_every_n_steps: int | None = None) -> None:
-        self.log_every_n_steps = log_every_n_steps
-        self.scheduler: S.LRScheduler | S.ReduceLROnPlateau | None = None
-        self._saved_state: dict[str, Any] | None = None
-        self.base_lrs: list[float] = []  # the optimizer's lrs before any scheduling (kept across resume)
-        self._last_step = -1
-        self.total_steps = 0
-
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> Any:
-        raise NotImplementedError
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Lightning's SWA installs its own SWALR scheduler at swa_epoch_start: two schedulers would fight.
-        if any(isinstance(cb, StochasticWeightAveraging) for cb in trainer.callbacks):
-            raise ConfigError(f"schedule={self.option_name} cannot be combined with callbacks.swa, which sets its own "
-                              "lr (swa_lrs); use schedule=constant with swa")  # fmt: skip
+class LRSchedule:
+    """Base factory: `make` builds the scheduler, `lr_scheduler_config` hands it to Lightning (stepped per step)."""
 
     @property
     def option_name(self) -> str:
         return type(self).__name__.removesuffix("Schedule").lower()
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        total = trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ConfigError(f"schedule={self.option_name} needs a finite training length; "
-                              "set trainer.max_epochs or trainer.max_steps")  # fmt: skip
-        self.total_steps = total = int(total)
-        # optimizer steps per epoch on this rank (the DDP sampler already split the batches between ranks)
-        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
-        optimizer = trainer.optimizers[0]
-        groups = optimizer.param_groups
-        # On resume the optimizer's groups (lr, momentum/betas, ...) were just restored from the checkpoint; building
-        # a scheduler overwrites them, so keep them to put back once the scheduler's own state is loaded.
-        restored = [{k: v for k, v in g.items() if k != "params"} for g in groups] if self._saved_state else None
-        if self._saved_state is None or not self.base_lrs:  # fresh run: relative to the configured lr
-            self.base_lrs = [g["lr"] for g in groups]
-        for group, lr in zip(groups, self.base_lrs, strict=True):
-            group["lr"] = group["initial_lr"] = lr
-        self.scheduler = self.make(optimizer, total, steps_per_epoch)
-        if self._saved_state is not None:
-            self.scheduler.load_state_dict(self._saved_state)
-            for group, saved in zip(groups, restored, strict=True):
-                group.update(saved)
-        self._last_step = trainer.global_step
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> Any:
+        """The torch scheduler, relative to the optimizer's current (configured) lrs."""
+        raise NotImplementedError
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.scheduler is None or trainer.global_step == self._last_step:
-            return  # no optimizer step happened (gradient accumulation)
-        self._last_step = trainer.global_step
-        if self.per_step and trainer.global_step < self.total_steps:  # the last step's successor lr is never used
-            self.scheduler.step()
-        self._log(trainer, pl_module)
+    def lr_scheduler_config(self, optimizer: Optimizer, trainer: pl.Trainer) -> dict[str, Any]:
+        """Lightning's lr_scheduler dict for `configure_optimizers`."""
+        total, per_epoch = self.training_steps(trainer)
+        return {"scheduler": self.make(optimizer, total, per_epoch), "interval": "step", "frequency": 1, "name": LR_KEY}
 
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Log the lr the next step will use, at the step count reached so far."""
-        every = self.log_every_n_steps or trainer.log_every_n_steps
-        if trainer.global_step % every == 0 or trainer.global_step == 1:
-            pl_module.log(LR_KEY, trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+    def training_steps(self, trainer: pl.Trainer) -> tuple[int, int]:
+        """(optimizer steps in the whole run, optimizer steps per epoch or 0 for an unsized loader) on this rank.
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"scheduler": self.scheduler.state_dict(), "base_lrs": self.base_lrs} if self.scheduler else {}
+        Lightning steps on the last batch of each epoch even mid-accumulation: ceil(batches / accumulation) per
+        epoch, as `estimated_stepping_batches` counts them, so OneCycleLR ends exactly on the last step.
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._saved_state = state_dict.get("scheduler")
-        self.base_lrs = list(state_dict.get("base_lrs", []))
+        Raises:
+            ConfigError: the run has no finite length.
+        """
+        total = trainer.estimated_stepping_batches  # also sets up the train loader, so num_training_batches is known
+        if not math.isfinite(total) or total < 1:
+            raise ConfigError(
+                f"schedule={self.option_name} needs a finite training length; "
+                "set trainer.max_epochs (with a sized training loader) or trainer.max_steps"
+            )
+        batches = trainer.num_training_batches  # per rank: the DDP sampler already split the batches
+        per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches)) if math.isfinite(batches) else 0
+        return int(total), per_epoch
 
 
 class StepSchedule(LRSchedule):
     """Multiply the lr by `gamma` every `every_epochs` epochs (counted in steps, so it works mid-epoch too)."""
 
-    def __init__(self, every_epochs: float = 2, gamma: float = 0.5, **kw: Any) -> None:
-        super().__init__(**kw)
-        _check("every_epochs", every_epochs, every_epochs > 0, "a number > 0")
-        _check("gamma", gamma, 0 < gamma <= 1, "a number in (0, 1]")
+    def __init__(self, every_epochs: float = 2, gamma: float = 0.5) -> None:
+        require(every_epochs > 0, "schedule.every_epochs", every_epochs, "a number > 0")
+        require(0 < gamma <= 1, "schedule.gamma", gamma, "a number in (0, 1]")
         self.every_epochs, self.gamma = every_epochs, gamma
 
-    def make(self, optimizer, total_steps, steps_per_epoch):
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
+        if not steps_per_epoch:
+            raise ConfigError(
+                "schedule=step counts epochs, but the training loader has no length; use another schedule"
+            )
         return S.StepLR(optimizer, step_size=max(1, round(self.every_epochs * steps_per_epoch)), gamma=self.gamma)
 
 
 class ExponentialSchedule(LRSchedule):
-    """Exponential decay per step, reaching `final_ratio` x lr at the last step."""
+    """Exponential decay per step, reaching `final_ratio` x lr after the last step."""
 
-    def __init__(self, final_ratio: float = 0.01, **kw: Any) -> None:
-        super().__init__(**kw)
-        _check("final_ratio", final_ratio, 0 < final_ratio <= 1, "a number in (0, 1]")
+    def __init__(self, final_ratio: float = 0.01) -> None:
+        require(0 < final_ratio <= 1, "schedule.final_ratio", final_ratio, "a number in (0, 1]")
         self.final_ratio = final_ratio
 
-    def make(self, optimizer, total_steps, steps_per_epoch):
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
         return S.ExponentialLR(optimizer, gamma=self.final_ratio ** (1 / max(1, total_steps)))
 
 
 class CosineSchedule(LRSchedule):
     """Cosine annealing from lr to `min_ratio` x lr over all steps, optionally after a linear warm-up."""
 
-    def __init__(self, min_ratio: float = 0.0, warmup: float = 0.0, warmup_start_ratio: float = 0.01, **kw: Any):
-        super().__init__(**kw)
-        _check("min_ratio", min_ratio, 0 <= min_ratio < 1, "a number in [0, 1)")
-        _check("warmup", warmup, warmup >= 0, "a fraction of training in [0, 1) or a step count >= 1")
-        _check("warmup_start_ratio", warmup_start_ratio, 0 < warmup_start_ratio <= 1, "a number in (0, 1]")
+    def __init__(self, min_ratio: float = 0.0, warmup: float = 0.0, warmup_start_ratio: float = 0.01) -> None:
+        require(0 <= min_ratio < 1, "schedule.min_ratio", min_ratio, "a number in [0, 1)")
+        require(warmup >= 0, "schedule.warmup", warmup, "a fraction of training in [0, 1) or a step count >= 1")
+        require(0 < warmup_start_ratio <= 1, "schedule.warmup_start_ratio", warmup_start_ratio, "a number in (0, 1]")
         self.min_ratio, self.warmup, self.warmup_start_ratio = min_ratio, warmup, warmup_start_ratio
 
     def warmup_steps(self, total_steps: int) -> int:
         return int(round(self.warmup * total_steps)) if self.warmup < 1 else int(self.warmup)
 
-    def make(self, optimizer, total_steps, steps_per_epoch):
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
         warm = self.warmup_steps(total_steps)
         if warm >= total_steps:
             raise ConfigError(
                 f"schedule.warmup={self.warmup} gives {warm} warm-up steps but training has only {total_steps}; "
                 "use a fraction below 1 or fewer steps"
             )
-        eta_min = [lr * self.min_ratio for lr in self.base_lrs]
-        cosine = S.CosineAnnealingLR(optimizer, T_max=total_steps - warm, eta_min=eta_min[0])
+        eta_min = optimizer.param_groups[0]["lr"] * self.min_ratio
+        cosine = S.CosineAnnealingLR(optimizer, T_max=total_steps - warm, eta_min=eta_min)
         if warm == 0:
             return cosine
         ramp = S.LinearLR(optimizer, start_factor=self.warmup_start_ratio, end_factor=1.0, total_iters=warm)
@@ -158,63 +123,115 @@ class OneCycleSchedule(LRSchedule):
     Momentum (SGD) or beta1 (Adam-style) cycles inversely when the optimizer has one.
     """
 
-    def __init__(self, max_ratio: float = 10.0, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4, anneal_strategy: str = "cos", **kw: Any) -> None:  # fmt: skip
-        super().__init__(**kw)
-        _check("max_ratio", max_ratio, max_ratio > 0, "a number > 0")
-        _check("pct_start", pct_start, 0 < pct_start < 1, "a number in (0, 1)")
-        _check("div_factor", div_factor, div_factor >= 1, "a number >= 1")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ConfigError(
-                f"schedule.anneal_strategy={anneal_strategy!r} is not allowed; choose one of: cos, linear"
-            )
+    def __init__(
+        self,
+        max_ratio: float = 10.0,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        anneal_strategy: str = "cos",
+    ) -> None:
+        require(max_ratio > 0, "schedule.max_ratio", max_ratio, "a number > 0")
+        require(0 < pct_start < 1, "schedule.pct_start", pct_start, "a number in (0, 1)")
+        require(div_factor >= 1, "schedule.div_factor", div_factor, "a number >= 1")
+        require(final_div_factor > 0, "schedule.final_div_factor", final_div_factor, "a number > 0")
+        require_choice("schedule.anneal_strategy", anneal_strategy, ("cos", "linear"))
         self.max_ratio, self.pct_start = max_ratio, pct_start
         self.div_factor, self.final_div_factor, self.anneal_strategy = div_factor, final_div_factor, anneal_strategy
 
-    def make(self, optimizer, total_steps, steps_per_epoch):
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
         defaults = optimizer.defaults
-        cycle = bool(defaults.get("momentum")) or "betas" in defaults
+        # OneCycleLR raises if stepped past total_steps: Lightning steps it exactly once per optimizer step
         return S.OneCycleLR(
             optimizer,
-            max_lr=[lr * self.max_ratio for lr in self.base_lrs],
+            max_lr=[group["lr"] * self.max_ratio for group in optimizer.param_groups],
             total_steps=total_steps,
             pct_start=self.pct_start,
             div_factor=self.div_factor,
             final_div_factor=self.final_div_factor,
             anneal_strategy=self.anneal_strategy,
-            cycle_momentum=cycle,
+            cycle_momentum=bool(defaults.get("momentum")) or "betas" in defaults,
         )
 
 
 class PlateauSchedule(LRSchedule):
     """Multiply the lr by `factor` when `monitor` has not improved for `patience` validation epochs."""
 
-    per_step = False
-
-    def __init__(self, monitor: str = N.VAL_LOSS, mode: str = "min", factor: float = 0.5, patience: int = 2,
-                 min_lr: float = 0.0, **kw: Any) -> None:  # fmt: skip
-        super().__init__(**kw)
-        if monitor not in PLATEAU_MONITORS:
-            raise ConfigError(
-                f"schedule.monitor={monitor!r} is never logged; choose one of: {', '.join(PLATEAU_MONITORS)}"
-            )
-        if mode not in ("min", "max"):
-            raise ConfigError(f"schedule.mode={mode!r} is not allowed; choose one of: min, max")
-        _check("factor", factor, 0 < factor < 1, "a number in (0, 1)")
-        _check("patience", patience, patience >= 0, "an integer >= 0")
+    def __init__(
+        self, monitor: str = N.VAL_LOSS, mode: str = "min", factor: float = 0.5, patience: int = 2, min_lr: float = 0.0
+    ) -> None:
+        require_choice("schedule.monitor", monitor, PLATEAU_MONITORS, problem="is never logged")
+        require_choice("schedule.mode", mode, ("min", "max"))
+        require(0 < factor < 1, "schedule.factor", factor, "a number in (0, 1)")
+        require(patience >= 0, "schedule.patience", patience, "an integer >= 0")
+        require(min_lr >= 0, "schedule.min_lr", min_lr, "a number >= 0")
         self.monitor, self.mode, self.factor, self.patience, self.min_lr = monitor, mode, factor, patience, min_lr
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit" and trainer.limit_val_batches == 0:
-            raise ConfigError(f"schedule.monitor={self.monitor!r} is never logged: validation is off "
-                              "(trainer.limit_val_batches=0); enable validation or pick another schedule")  # fmt: skip
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.ReduceLROnPlateau:
+        return S.ReduceLROnPlateau(
+            optimizer, mode=self.mode, factor=self.factor, patience=self.patience, min_lr=self.min_lr
+        )
 
-    def make(self, optimizer, total_steps, steps_per_epoch):
-        return S.ReduceLROnPlateau(optimizer, mode=self.mode, factor=self.factor, patience=self.patience,
-                                   min_lr=self.min_lr)  # fmt: skip
+    def lr_scheduler_config(self, optimizer: Optimizer, trainer: pl.Trainer) -> dict[str, Any]:
+        """Stepped by Lightning at the end of each epoch that validates, after validation.
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if self.scheduler is not None and value is not None and not trainer.sanity_checking:
-            self.scheduler.step(float(value))
+        Raises:
+            ConfigError: validation is off, so the monitored value is never logged.
+        """
+        if trainer.limit_val_batches == 0:
+            raise ConfigError(
+                f"schedule.monitor={self.monitor!r} is never logged: validation is off "
+                "(trainer.limit_val_batches=0); enable validation or pick another schedule"
+            )
+        # epochs without validation have no fresh value: step only on the epochs that validate
+        every = trainer.check_val_every_n_epoch or 1
+        return {
+            "scheduler": self.make(optimizer, 0, 0),
+            "interval": "epoch",
+            "frequency": every,
+            "monitor": self.monitor,
+            "strict": True,
+            "reduce_on_plateau": True,
+            "name": LR_KEY,
+        }
+
+
+class TorchSchedule(LRSchedule):
+    """Any torch scheduler from config, for schedules that need no run length (a user's own `conf/schedule/*.yaml`).
+
+    Args:
+        scheduler: a `_partial_` scheduler class: called with the optimizer only.
+        interval: "step" (after every optimizer step) or "epoch" (after every epoch), as in Lightning.
+        frequency: step it every `frequency` intervals.
+        monitor: the value a `ReduceLROnPlateau` watches (one of `PLATEAU_MONITORS`); only for that class.
+    """
+
+    def __init__(
+        self,
+        scheduler: Callable[[Optimizer], Any],
+        interval: str = "step",
+        frequency: int = 1,
+        monitor: str | None = None,
+    ) -> None:
+        require(callable(scheduler), "schedule.scheduler", scheduler, "a scheduler class with _partial_: true")
+        require_choice("schedule.interval", interval, ("step", "epoch"))
+        require(isinstance(frequency, int) and frequency >= 1, "schedule.frequency", frequency, "an integer >= 1")
+        if monitor is not None:
+            require_choice("schedule.monitor", monitor, PLATEAU_MONITORS, problem="is never logged")
+        self.scheduler, self.interval, self.frequency, self.monitor = scheduler, interval, frequency, monitor
+
+    def lr_scheduler_config(self, optimizer: Optimizer, trainer: pl.Trainer) -> dict[str, Any]:
+        """Lightning's lr_scheduler dict for `configure_optimizers`.
+
+        Raises:
+            ConfigError: a `ReduceLROnPlateau` without `monitor`.
+        """
+        scheduler = self.scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency, "name": LR_KEY}
+        if isinstance(scheduler, S.ReduceLROnPlateau):
+            if self.monitor is None:
+                raise ConfigError(
+                    f"schedule.monitor is missing: a ReduceLROnPlateau watches one of: {', '.join(PLATEAU_MONITORS)}"
+                )
+            config["monitor"] = self.monitor
+        return config
