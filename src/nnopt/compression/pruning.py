@@ -61,6 +61,9 @@ class GradualPruning(pl.Callback):
         norm: the n of the Ln norm for `structured`.
         prune_bias: prune biases too (otherwise only weights).
         skip_last: leave the output layer dense.
+        layer_sparsity: per-layer final sparsities, e.g. `{net.features.0: 0.5, net.classifier.0: 0.95}` (as
+            `nnopt-sensitivity --target` proposes): each listed layer is pruned to its own fraction on the same
+            schedule (unlisted layers to `sparsity`); unstructured, per layer.
 
     Raises:
         ConfigError: on an argument out of range; at `setup`, when the schedule cannot end before
@@ -79,6 +82,7 @@ class GradualPruning(pl.Callback):
         norm: float = 2.0,
         prune_bias: bool = False,
         skip_last: bool = False,
+        layer_sparsity: dict[str, float] | None = None,
     ) -> None:
         ok = isinstance(sparsity, (int, float)) and 0 <= sparsity < 1
         require(ok, "compression.sparsity", sparsity, "a number in [0, 1)")
@@ -89,6 +93,12 @@ class GradualPruning(pl.Callback):
         ok = isinstance(frequency, int) and frequency >= 1
         require(ok, "compression.frequency", frequency, "an integer >= 1")
         require_choice("compression.scope", scope, SCOPES)
+        for layer, value in (layer_sparsity or {}).items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+            require(ok, f"compression.layer_sparsity.{layer}", value, "a number in [0, 1)")
+        if layer_sparsity:
+            require(sparsity > 0, "compression.sparsity", sparsity, "> 0 with layer_sparsity (the schedule's end)")
+            require(method == "unstructured", "compression.method", method, "unstructured with layer_sparsity")
         require_choice("compression.method", method, METHODS)
         require(isinstance(norm, (int, float)) and norm > 0, "compression.norm", norm, "a number > 0")
         if end_epoch is not None:
@@ -97,6 +107,7 @@ class GradualPruning(pl.Callback):
         self.sparsity, self.initial_sparsity = float(sparsity), float(initial_sparsity)
         self.start_epoch, self.end_epoch, self.frequency = start_epoch, end_epoch, frequency
         self.scope, self.method, self.norm = scope, method, norm
+        self.layer_sparsity = {str(k): float(v) for k, v in (layer_sparsity or {}).items()}
         self.names = ("weight", "bias") if prune_bias else ("weight",)
         self.skip_last = skip_last or method == "structured"  # removing output classes is never wanted
         self.applied = 0.0  # cumulative sparsity reached so far
@@ -148,6 +159,10 @@ class GradualPruning(pl.Callback):
         keep_training_until(trainer, self.last_step_epoch)
         if not self._targets(pl_module):
             raise ConfigError(f"compression: the model has no {'/'.join(c.__name__ for c in PRUNABLE)} layer to prune")
+        unknown = sorted(set(self.layer_sparsity) - {name for name, _ in self._layers(pl_module)})
+        if unknown:
+            have = ", ".join(name for name, _ in self._layers(pl_module))
+            raise ConfigError(f"compression.layer_sparsity: {unknown[0]!r} is not a prunable layer; layers: {have}")
         if self.method == "structured":
             for name, module in self._layers(pl_module):
                 channels = module.weight.shape[0]
@@ -259,10 +274,12 @@ class GradualPruning(pl.Callback):
                 extra = round(target * channels) - _pruned_channels(module, pname)
                 if extra > 0:
                     prune.ln_structured(module, pname, amount=extra, n=self.norm, dim=0)
-        elif self.scope == "layer":
-            for _, module, pname in targets:
+        elif self.scope == "layer" or self.layer_sparsity:
+            progress = target / self.sparsity  # the schedule's fraction of the way to the final sparsity
+            for name, module, pname in targets:
                 t = getattr(module, pname)
-                extra = round(target * t.numel()) - int((_mask(module, pname) == 0).sum())
+                layer_target = self.layer_sparsity[name] * progress if name in self.layer_sparsity else target
+                extra = round(layer_target * t.numel()) - int((_mask(module, pname) == 0).sum())
                 if extra > 0:
                     prune.l1_unstructured(module, pname, amount=extra)
         else:

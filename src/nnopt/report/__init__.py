@@ -50,4 +50,7 @@ def write_report(report: Report) -> list[Path]:
     S.write_atomic(out / "report.csv", per_run_csv(report.runs, report.keys))
     pareto_png(report.configs, out / "pareto.png")
     curves_png(report.configs, out / "curves.png")
-    return [out / f for f in OUTPUTS]
+    from nnopt.report.batch_size import batch_size_png
+
+    extra = batch_size_png(report.configs, out / "batch_size.png")  # only for sweeps over data.batch_size
+    return [out / f for f in OUTPUTS] + ([extra] if extra is not None else [])
