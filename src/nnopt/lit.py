@@ -18,6 +18,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassAUROC,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
@@ -259,6 +260,8 @@ class Classifier(TaskModule):
 
     @override
     def on_train_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
+    if num_classes == 2:  # binary: area under the ROC curve (the macro mean over both classes equals it)
+        makers[N.AUROC] = MulticlassAUROC
         self._train_correct = self._train_correct.to(y.device) + (outputs.argmax(1) == y).sum()
         self._train_seen += len(y)
 
