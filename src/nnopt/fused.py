@@ -1,0 +1,248 @@
+"""`trainer.fused_steps: K`: one Lightning `training_step` performs K optimizer steps on K consecutive batches.
+
+For small models Lightning's per-batch machinery (hooks of every callback, the automatic-optimization closure,
+result collection, progress bar, logger connector) costs about as much as the step itself. Fusing K steps into
+one `training_step` pays it once per K steps while each optimizer step stays what it was:
+
+- the training data comes in groups of K x `accumulate_grad_batches` consecutive batches (`GroupedBatches`, the
+  same order and the same resume state as the plain loader), run with manual optimisation: `manual_backward`
+  (precision plugins, DDP gradient sync) and the Lightning optimizer's `step()` (so `on_before_optimizer_step`
+  runs for every callback and the module, per step: gradient clipping, pruning's gradient masks);
+- gradient accumulation and `gradient_clip_val` move from the Trainer (Lightning forbids them with manual
+  optimisation) to this loop: the loss is divided by the accumulation count as Lightning does, and clipping runs
+  in the module's `on_before_optimizer_step`, after every callback's, as in Lightning's own order;
+- LR schedulers step here with Lightning's rule (interval `step`: after every optimizer step whose batch index
+  + 1 is a multiple of `frequency`; interval `epoch`: after the epoch's last batch; plateau schedulers after the
+  epoch's validation, with the monitored value);
+- per-step values (`train/loss`, loss terms) reach the loggers every `log_every_n_steps` optimizer steps at the
+  same step numbers as without fusion, and Lightning's step counter for loggers counts optimizer steps;
+- callbacks that act after every optimizer step (`WeightAveraging`: EMA/SWA-style averaging) are called after
+  each one; the divergence check sees all K losses and names the exact step.
+
+Checkpoints are written between groups; `StepCheckpoint.every_n_train_steps` and `log_every_n_steps` are best
+multiples of K. `fused_steps: 1` (the default) is Lightning's automatic optimisation, unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pytorch_lightning.callbacks import WeightAveraging
+
+from nnopt import _compat
+from nnopt.errors import require
+
+if TYPE_CHECKING:
+    from nnopt.lit import TaskModule
+
+KEY = "fused_steps"
+#: Trainer arguments Lightning refuses under manual optimisation: the fused loop applies them itself
+MOVED = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the training loop runs: `steps` optimizer steps per `training_step`, each over `accumulate` batches."""
+
+    steps: int = 1
+    accumulate: int = 1
+    clip_val: float | None = None
+    clip_algorithm: str | None = None
+    batch_limit: int | None = None  # an integer `limit_train_batches`: batches (not groups) per epoch
+
+    def grouping(self, batches: Iterable[Any]) -> GroupedBatches:
+        """The training loader as this fusion runs it (InMemoryDataModule.train_grouping)."""
+        return GroupedBatches(batches, self.group_size, self.batch_limit)
+
+    @property
+    def enabled(self) -> bool:
+        return self.steps > 1
+
+    @property
+    def group_size(self) -> int:
+        """Batches per `training_step`."""
+        return self.steps * self.accumulate
+
+
+def from_trainer(trainer: Mapping[str, Any] | None) -> Fusion:
+    """The fusion a trainer config asks for (`trainer.fused_steps`, validated)."""
+    trainer = trainer or {}
+    steps = trainer.get(KEY, 1)
+    ok = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
+    require(ok, f"trainer.{KEY}", steps, "an integer >= 1 (1: one optimizer step per training_step)")
+    limit = trainer.get("limit_train_batches")
+    return Fusion(steps=steps, accumulate=int(trainer.get("accumulate_grad_batches") or 1),
+                  clip_val=trainer.get("gradient_clip_val"), clip_algorithm=trainer.get("gradient_clip_algorithm"),
+                  batch_limit=limit if isinstance(limit, int) and not isinstance(limit, bool) else None)  # fmt: skip
+
+
+def trainer_kwargs(node: dict[str, Any]) -> Fusion:
+    """Pop `fused_steps` from a trainer node (not a Trainer argument); when fused, also the arguments the fused loop
+    takes over from Lightning (MOVED). Returns the fusion."""
+    fusion = from_trainer(node)
+    node.pop(KEY, None)
+    if fusion.enabled:
+        for key in MOVED:
+            node.pop(key, None)
+        if fusion.batch_limit is not None:  # Lightning counts groups
+            node["limit_train_batches"] = math.ceil(fusion.batch_limit / fusion.group_size)
+    return fusion
+
+
+class BatchGroup(list):
+    """The consecutive batches of one fused `training_step`."""
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(batch[0]) for batch in self)
+
+
+def batch_samples(batch: Any) -> int:
+    """Training samples in a batch as Lightning hands it to callbacks (a plain batch or a BatchGroup)."""
+    return batch.num_samples if isinstance(batch, BatchGroup) else len(batch[0])
+
+
+class GroupedBatches:
+    """Yields BatchGroups of `size` consecutive batches of `inner` (the last one may be shorter), at most `limit`
+    batches per epoch.
+
+    The state (for mid-epoch resume) is the inner loader's: checkpoints fall between groups, so the inner loader
+    resumes at the first batch of the next group.
+    """
+
+    def __init__(self, inner: Iterable[Any], size: int, limit: int | None = None) -> None:
+        self.inner, self.size, self.limit = inner, size, limit
+
+    @property
+    def num_batches(self) -> int:
+        """Plain batches per epoch."""
+        n = len(self.inner)  # type: ignore[arg-type]
+        return n if self.limit is None else min(n, self.limit)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_batches / self.size)
+
+    def __iter__(self) -> Iterator[BatchGroup]:
+        group = BatchGroup()
+        for i, batch in enumerate(self.inner):
+            if self.limit is not None and i >= self.limit:
+                break
+            group.append(batch)
+            if len(group) == self.size:
+                yield group
+                group = BatchGroup()
+        if group:
+            yield group
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict() if hasattr(self.inner, "state_dict") else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if hasattr(self.inner, "load_state_dict"):
+            self.inner.load_state_dict(state)
+
+
+def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict[str, torch.Tensor]:
+    """Run the group's optimizer steps (see the module docstring); returns `{"loss", "losses", "first_step"}`:
+    the last step's loss, every step's loss, and the global step of the first one."""
+    trainer = module.trainer
+    fusion: Fusion = module.fusion
+    optimizer = module.optimizers()
+    first_step = trainer.global_step
+    first_batch = batch_idx * fusion.group_size  # index of the group's first batch in the epoch
+    per_step_callbacks = [cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)]
+    losses = []
+    for start in range(0, len(group), fusion.accumulate):
+        window = group[start : start + fusion.accumulate]
+        step = trainer.global_step
+        log_now = (step + 1) % trainer.log_every_n_steps == 0
+        optimizer.zero_grad()
+        for x, y in window:
+            loss = module.train_loss(x, y, log_now)
+            module.manual_backward(loss / fusion.accumulate)
+        optimizer.step()
+        losses.append(loss.detach())
+        _step_schedulers(module, "step", first_batch + start + len(window) - 1)
+        if log_now:
+            module.log_fused_step(step)
+        if start + fusion.accumulate < len(group):  # Lightning calls them itself after the group's last step
+            for callback in per_step_callbacks:
+                callback.on_train_batch_end(trainer, module, {"loss": losses[-1]}, window[-1], batch_idx)
+    if batch_idx + 1 == trainer.num_training_batches:
+        _step_schedulers(module, "epoch", None)
+    _compat.count_logged_steps(trainer, len(losses) - 1)  # Lightning adds one per training_step itself
+    return {"loss": losses[-1], "losses": torch.stack(losses), "first_step": torch.tensor(first_step)}
+
+
+class StepCounts:
+    """The trainer as LR schedules see it (`nnopt.optim.schedules.training_steps`), counted in optimizer steps and
+    plain batches rather than fused training_steps; everything else is the trainer's."""
+
+    def __init__(self, trainer: Any, fusion: Fusion) -> None:
+        self._real, self._fusion = trainer, fusion
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        return self._fusion.accumulate
+
+    @property
+    def num_training_batches(self) -> float:
+        loader = self._real.train_dataloader
+        return loader.num_batches if isinstance(loader, GroupedBatches) else self._real.num_training_batches
+
+    @property
+    def estimated_stepping_batches(self) -> float:
+        """Lightning's rule (ceil(batches / accumulation) per epoch x epochs, capped by max_steps) in plain batches."""
+        groups = self._real.estimated_stepping_batches  # sets the train loader up
+        batches = self.num_training_batches
+        if not math.isfinite(groups) or not math.isfinite(batches):
+            return groups
+        total = math.ceil(batches / self._fusion.accumulate) * max(self._real.max_epochs or 1, 1)
+        return min(total, self._real.max_steps) if self._real.max_steps != -1 else total
+
+
+def schedule_view(trainer: Any, fusion: Fusion) -> Any:
+    """What `configure_optimizers` hands to a schedule: the trainer itself, or its StepCounts when fused."""
+    return StepCounts(trainer, fusion) if fusion.enabled else trainer
+
+
+def _step_schedulers(module: TaskModule, interval: str, batch_index: int | None) -> None:
+    """Lightning's stepping rule for non-plateau schedulers (it skips them under manual optimisation)."""
+    trainer = module.trainer
+    for config in trainer.lr_scheduler_configs:
+        if config.reduce_on_plateau or config.interval != interval:
+            continue
+        index = (batch_index if interval == "step" else trainer.current_epoch) + 1
+        if index % config.frequency == 0:
+            module.lr_scheduler_step(config.scheduler, None)
+
+
+def step_plateau_schedulers(module: TaskModule) -> None:
+    """After the epoch (validation included): plateau schedulers with their monitored value, as Lightning does."""
+    trainer = module.trainer
+    for config in trainer.lr_scheduler_configs:
+        if not config.reduce_on_plateau or config.interval != "epoch":
+            continue
+        if (trainer.current_epoch + 1) % config.frequency:
+            continue
+        value = trainer.callback_metrics.get(config.monitor)
+        if value is None:
+            require(not config.strict, "schedule.monitor", config.monitor,
+                    f"a logged metric ({', '.join(sorted(trainer.callback_metrics))})")  # fmt: skip
+            continue
+        module.lr_scheduler_step(config.scheduler, value)
+
+
+def clip(module: TaskModule, optimizer: Any) -> None:
+    """The Trainer's `gradient_clip_val`, applied by the fused loop (from the module's on_before_optimizer_step)."""
+    fusion: Fusion = module.fusion
+    if fusion.enabled and fusion.clip_val:
+        module.clip_gradients(optimizer, gradient_clip_val=fusion.clip_val,
+                              gradient_clip_algorithm=fusion.clip_algorithm or "norm")  # fmt: skip

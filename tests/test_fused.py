@@ -1,0 +1,81 @@
+"""`trainer.fused_steps`: K optimizer steps per training_step give the same weights as one step per training_step."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from nnopt import build, fused
+from nnopt.errors import ConfigError
+from tests.helpers import make_cfg
+
+#: the same seed must give the same final weights with K=1 and K=16 (issue 15)
+CASES = {
+    "sgd_onecycle_clip": ["optimizer=sgd", "schedule=onecycle", "trainer.gradient_clip_val=0.5"],
+    "adam_l1": ["optimizer=adam", "l1=0.0001"],
+    "prune_qat": ["compression=prune_qat", "compression.sparsity=0.9", "trainer.max_epochs=3"],
+    "accumulation_clip_callback": ["optimizer=momentum", "trainer.accumulate_grad_batches=3",
+                                   "callbacks.grad_clip.enabled=true", "callbacks.grad_clip.max_norm=0.5"],
+    "ema_step_schedule": ["schedule=step", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9"],
+}  # fmt: skip
+
+
+def fit(tmp_path, k: int, *overrides: str) -> tuple[dict[str, torch.Tensor], pl.Trainer, pl.LightningModule]:
+    """Build and fit exactly as `nnopt.train.run` does; returns the final float weights, the trainer, the module."""
+    cfg = make_cfg(tmp_path / f"k{k}", *overrides, f"trainer.fused_steps={k}", "trainer.threads=1")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build.build_datamodule(cfg)
+    lit = build.build_module(cfg, dm)
+    trainer = build.build_trainer(cfg, build.build_callbacks(cfg), [])
+    lit.train()
+    trainer.fit(lit, datamodule=dm)
+    weights = {k: v.detach().float().clone() for k, v in lit.net.state_dict().items() if v.is_floating_point()}
+    return weights, trainer, lit
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_steps_give_the_same_weights(tmp_path, case):
+    plain, t1, m1 = fit(tmp_path, 1, *CASES[case])
+    fused16, t16, m16 = fit(tmp_path, 16, *CASES[case])
+    assert m1.automatic_optimization and not m16.automatic_optimization
+    assert t16.num_training_batches < t1.num_training_batches  # it did fuse: fewer training_steps
+    assert t16.global_step == t1.global_step  # the same number of optimizer steps
+    assert plain.keys() == fused16.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(fused16[name], plain[name], atol=1e-6, rtol=0, msg=name)
+    lr1 = [g["lr"] for g in t1.optimizers[0].param_groups]
+    lr16 = [g["lr"] for g in t16.optimizers[0].param_groups]
+    assert lr16 == pytest.approx(lr1, abs=1e-9)  # the schedule stepped per optimizer step
+
+
+def test_grouped_batches_keep_order_limit_and_resume_state():
+    from nnopt.data.base import TensorBatches
+
+    x, y = torch.arange(20.0).view(20, 1), torch.arange(20)
+    inner = TensorBatches(x, y, batch_size=2)
+    groups = list(fused.GroupedBatches(inner, 4, limit=9))
+    assert [len(g) for g in groups] == [4, 4, 1] and len(fused.GroupedBatches(inner, 4, limit=9)) == 3
+    assert torch.equal(torch.cat([b[0] for g in groups for b in g]), x[:18])
+    assert fused.batch_samples(groups[0]) == 8 and fused.batch_samples(groups[0][0]) == 2
+    assert fused.GroupedBatches(inner, 4).state_dict() == inner.state_dict()
+
+
+@pytest.mark.parametrize("bad", [0, -2, "auto", 1.5, True])
+def test_bad_fused_steps_is_one_line_config_error(bad):
+    with pytest.raises(ConfigError, match=r"^trainer\.fused_steps=.* allowed: an integer >= 1"):
+        fused.from_trainer({"fused_steps": bad})
+
+
+def test_fused_divergence_names_the_exact_step(tmp_path):
+    from nnopt import train
+    from nnopt.callbacks.divergence import TrainingDiverged
+
+    cfg = make_cfg(tmp_path, "optimizer=sgd", "optimizer.lr=1e8", "trainer.max_epochs=1", "trainer.fused_steps=8")
+    with pytest.raises(TrainingDiverged, match=r"at step (\d+)$") as info:
+        train.run(cfg)
+    plain = make_cfg(tmp_path / "plain", "optimizer=sgd", "optimizer.lr=1e8", "trainer.max_epochs=1",
+                     "callbacks.divergence.check_every_n_steps=1")  # fmt: skip
+    with pytest.raises(TrainingDiverged) as ref:
+        train.run(plain)
+    assert info.value.step == ref.value.step  # the first non-finite loss, not the end of the group
