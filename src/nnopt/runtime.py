@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -15,10 +16,16 @@ _QUIET = (
 )
 
 
+def _no_tips(record: logging.LogRecord) -> bool:
+    """Lightning's product tips ("💡 Tip: ... try installing litlogger ...") are adverts, not news about the run."""
+    return "Tip:" not in str(record.msg)
+
+
 def configure() -> None:
     """Warning filters, a non-interactive matplotlib backend (plots are files), nnopt's OmegaConf resolvers."""
     for message in _QUIET:
         warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_tips)  # same function: added once
     os.environ.setdefault("MPLBACKEND", "Agg")  # read when matplotlib is first imported: no import here
     from nnopt.config import resolvers
 
