@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
+import subprocess
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -70,7 +72,7 @@ def test_report_mean_std_failed_and_running(sweep: Path, capsys) -> None:
     assert rows[2][2] == "0/2" and rows[2][3] == "–"
     assert "| 4 | optimizer=rmsprop | 1 | failed | TrainingDiverged: loss is nan at step 3 |" in md
     assert "| 5 | optimizer=rmsprop | 2 | missing | no summary.json yet |" in md
-    assert "6 jobs: 4 completed, 1 failed, 1 without summary" in md
+    assert "6 jobs: 4 completed, 1 failed, 0 interrupted, 1 without summary" in md
     with (sweep / "report.csv").open() as fh:
         table = list(csv.DictReader(fh))
     assert [r["job"] for r in table] == ["0", "1", "2", "3", "4", "5"]
@@ -118,13 +120,114 @@ def test_bad_inputs_one_line_exit_2_nothing_written(sweep: Path, tmp_path: Path,
     assert list(empty.iterdir()) == []
     assert main([str(sweep), "--sort-by", "test/nope"]) == 2
     assert not any((sweep / f).exists() for f in OUTPUTS)
-    (sweep / "report.md").write_text("old report")
-    old = json.loads((sweep / "0" / S.FILENAME).read_text())
-    old["schema_version"] = 0
-    (sweep / "0" / S.FILENAME).write_text(json.dumps(old))
-    assert main([str(sweep)]) == 2
-    assert (sweep / "report.md").read_text() == "old report"
     assert main([str(tmp_path / "nowhere")]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln]
-    assert len(errors) == 4 and all(ln.startswith("nnopt-report: error: ") for ln in errors)
-    assert "no summary.json" in errors[0] and "test/nope" in errors[1] and "schema_version=0" in errors[2]
+    assert len(errors) == 3 and all(ln.startswith("nnopt-report: error: ") for ln in errors)
+    assert "no summary.json" in errors[0] and "test/nope" in errors[1] and "no such directory" in errors[2]
+
+
+@pytest.fixture
+def read_only(tmp_path: Path):
+    """Make a dir read-only for real: chmod does not stop root, so root gets a read-only bind mount."""
+    mounted: list[Path] = []
+
+    def make(folder: Path) -> None:
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            return
+        ok = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+        if ok:
+            mounted.append(folder)
+            ok = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode == 0
+        if not ok:
+            pytest.skip("cannot make a read-only mount here (root ignores chmod)")
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_read_only_sweep_dir_is_one_line_exit_2(sweep: Path, read_only, capsys) -> None:
+    (sweep / "report.md").write_text("old report")
+    read_only(sweep)
+    before = sorted(p.name for p in sweep.iterdir())
+    assert main([str(sweep)]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln]
+    assert errors == [f"nnopt-report: error: cannot write {sweep}/report.md: "
+                      f"{'Read-only file system' if os.geteuid() == 0 else 'Permission denied'}"]  # fmt: skip
+    assert (sweep / "report.md").read_text() == "old report"
+    assert sorted(p.name for p in sweep.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [('{"status": "compl', "unreadable summary"), ("[1, 2]", "not a JSON object"),
+     ('{"schema_version": 99, "status": "completed"}', "schema_version=99"),
+     (None, "status=5 is not a str"), (None, "overrides='seed=1' is not a list")],
+)
+def test_one_unreadable_summary_is_listed_and_the_rest_reported(sweep: Path, capsys, content, problem) -> None:
+    path = sweep / "0" / S.FILENAME
+    if content is None:
+        summary = json.loads(path.read_text())
+        summary.update({S.STATUS: 5} if "status" in problem else {"overrides": "seed=1"})
+        content = json.dumps(summary)
+    path.write_text(content)
+    assert main([str(sweep)]) == 1
+    md = (sweep / "report.md").read_text()
+    rows = table_rows(md)
+    assert [r[1] for r in rows][:2] == ["optimizer=adam", "optimizer=sgd"]
+    assert [r[2] for r in rows] == ["2/2", "1/1", "0/2"]  # job 0 (sgd) is listed below, not ranked
+    unreadable = [ln for ln in md.splitlines() if ln.startswith("| 0 |")]
+    assert len(unreadable) == 1 and "| unreadable |" in unreadable[0] and problem in unreadable[0]
+    assert "; 1 unreadable." in md
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln]
+    assert len(err) == 1 and err[0].startswith("nnopt-report: 1 unreadable summary.json (job 0: ")
+
+
+def test_pruned_trial_is_ranked_apart(sweep: Path) -> None:
+    fake_job(sweep, 6, S.PRUNED, seed=1, overrides=["optimizer=lion", "seed=1", "paths.log_dir=/x"],
+             **{**metrics(0.99, 100, 0.01), S.VAL_ACC_BEST: 0.99, S.PRUNED_AT: 1})  # fmt: skip
+    assert main([str(sweep), "--sort-by", S.TEST_ACC, "--quiet"]) == 0
+    md = (sweep / "report.md").read_text()
+    rows = table_rows(md)
+    assert rows[0][1] == "optimizer=adam"  # the pruned 0.99 is not a full run: it is not ranked first
+    lion = next(r for r in rows if r[1] == "optimizer=lion")
+    assert lion[2] == "0/1" and lion[3] == "–"
+    assert "## Pruned trials (stopped early by the pruner; not ranked)" in md
+    assert "| 6 | optimizer=lion | 1 | 1 | 0.99 |" in md
+    assert "| 6 |" not in md.split("## Failed or unfinished runs")[1].split("## Pruned")[0]
+    from nnopt.report import build_report
+
+    assert [r.job for r in build_report(sweep).failed] == ["4", "5"]
+
+
+def test_parent_dir_keeps_sweeps_tasks_data_and_retests_apart(tmp_path: Path) -> None:
+    def sweep_of(name: str, data: str, task: str, accs: dict[str, float]) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        (root / "multirun.yaml").write_text("hydra: {}\n")
+        for job, (opt, acc) in enumerate(accs.items()):
+            fake_job(root, job, overrides=[f"optimizer={opt}"], task_name=task, choices={"data": data},
+                     **metrics(acc, 100, 0.1))  # fmt: skip
+        return root
+
+    a = sweep_of("a", "digits", "train", {"adam": 0.9, "sgd": 0.8})
+    sweep_of("b", "mnist", "train", {"adam": 0.5, "sgd": 0.99})
+    sweep_of("c", "digits", "other", {"adam": 0.1})
+    fake_job(a / "0", "retest", overrides=["optimizer=adam"], task_name="train", choices={"data": "digits"},
+             evaluated_ckpt=str(a / "0" / "checkpoints" / "last.ckpt"), **metrics(0.3, 100, 0.1))  # fmt: skip
+    assert main([str(tmp_path), "--sort-by", S.TEST_ACC, "--quiet"]) == 0
+    md = (tmp_path / "report.md").read_text()
+    titles = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert titles == ["## 1. sweep a, task train, data digits",
+                      "## 2. sweep a, task train, data digits, nnopt-eval re-tests",
+                      "## 3. sweep b, task train, data mnist", "## 4. sweep c, task other, data digits"]  # fmt: skip
+    sections = md.split("\n## ")[1:]
+    first = [[c.strip() for c in ln.strip("|").split("|")] for ln in sections[0].splitlines() if ln.startswith("| 1")]
+    assert first[0][1:4] == ["optimizer=adam", "1/1", "90.00"]  # the re-test (30 %) is not a second seed
+    assert "| 1 | optimizer=sgd | 1/1 | 99.00 |" in sections[2]  # mnist ranked on its own
+    for i in range(1, 5):
+        assert (tmp_path / f"pareto-{i}.png").read_bytes()[:4] == b"\x89PNG"
+    with (tmp_path / "report.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 6 and {r["group"] for r in table} == {t[6:] for t in titles}

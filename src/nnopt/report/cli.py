@@ -1,4 +1,8 @@
-"""Command line of `nnopt-report`."""
+"""Command line of `nnopt-report`.
+
+Exit status: 0 report written; 1 report written but some summary.json is unreadable (listed in it);
+2 nothing written (bad input: no such dir, no summary, unknown --sort-by, read-only or full disk).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,17 @@ def print_table(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    header, body = rows(report.configs, columns_for(report.sort_by))
-    table = Table(title=f"{report.sweep_dir}  (sorted by {report.sort_by})")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 1 else "right")
-    for row in body:
-        table.add_row(*row)
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs: no wrapped cells
-    console.print(table)
+    many = len(report.groups) > 1
+    for group in report.groups or []:  # unrelated sweeps/tasks/data sets: one table (ranking) each
+        header, body = rows(group.configs, columns_for(report.sort_by))
+        where = f"{report.sweep_dir}: {group.label}" if many else str(report.sweep_dir)
+        table = Table(title=f"{where}  (sorted by {report.sort_by})")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 1 else "right")
+        for row in body:
+            table.add_row(*row)
+        console.print(table)
     for run in report.failed:
         console.print(f"[red]{run.status}[/red] job {run.job}: {(run.summary or {}).get(S.ERROR) or 'no summary yet'}")
 
@@ -49,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print_table(report)
         print(f"wrote {', '.join(str(p) for p in paths)}")
+    if report.unreadable:  # the report lists them; the exit status says the sweep is not fully reported
+        first = report.unreadable[0]
+        print(f"nnopt-report: {len(report.unreadable)} unreadable summary.json (job {first.job}: "
+              f"{(first.summary or {}).get(S.ERROR)})", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

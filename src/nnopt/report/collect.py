@@ -17,6 +17,11 @@ from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 
 MISSING = "missing"  # a job dir without summary.json: still running, or killed
+UNREADABLE = "unreadable"  # a summary.json that cannot be read or has ill-typed fields: listed, never ranked
+#: summary key that marks an `nnopt-eval` re-test of a checkpoint (not a new training run)
+EVALUATED_CKPT = "evaluated_ckpt"
+#: the file Hydra writes at the root of every sweep dir: job dirs below it belong to that sweep
+SWEEP_MARKER = "multirun.yaml"
 #: override keys that never tell two configurations apart
 NOT_A_CHOICE = ("seed", "resume", "ckpt_path")
 
@@ -31,6 +36,7 @@ class Run:
     dir: Path
     summary: dict[str, Any] | None
     params: dict[str, str] = field(default_factory=dict)  # override key -> value
+    sweep: str = ""  # the sweep dir it belongs to, relative to the reported dir ("" for single runs)
 
     @property
     def status(self) -> str:
@@ -69,10 +75,49 @@ def _params(overrides: list[str]) -> dict[str, str]:
     return params
 
 
+def summary_problem(summary: dict[str, Any]) -> str | None:
+    """What makes a parsed summary unusable for the report (fields of the wrong type), or None."""
+    expected = {S.STATUS: str, "overrides": list, S.CHOICES: dict, "task_name": str, S.ERROR: str}
+    for key, kind in expected.items():
+        value = summary.get(key)
+        if value is not None and not isinstance(value, kind):
+            return f"{key}={value!r} is not a {kind.__name__}"
+    if not isinstance(summary.get(S.STATUS), str):
+        return "it has no status"
+    if any(not isinstance(item, str) for item in summary.get("overrides") or []):
+        return "overrides must be strings"
+    return None
+
+
+def _read(job_dir: Path) -> dict[str, Any] | None:
+    """The job's summary; an unreadable or ill-typed one becomes a stand-in with status `unreadable`."""
+    if not (job_dir / S.FILENAME).is_file():
+        return None
+    try:
+        summary = S.read_summary(job_dir)
+    except S.SummaryError as exc:
+        return {S.STATUS: UNREADABLE, S.ERROR: str(exc)}
+    problem = summary_problem(summary)
+    if problem:
+        return {S.STATUS: UNREADABLE, S.ERROR: f"{job_dir / S.FILENAME}: ill-typed summary ({problem})"}
+    return summary
+
+
+def _sweep_of(job_dir: Path, root: Path) -> str:
+    """The nearest dir from `job_dir` up to `root` holding Hydra's multirun.yaml, relative to `root`."""
+    for folder in (job_dir, *job_dir.parents):
+        if (folder / SWEEP_MARKER).is_file():
+            return str(folder.relative_to(root)) if folder.is_relative_to(root) else "."
+        if folder == root:
+            break
+    return ""
+
+
 def collect(sweep_dir: str | Path) -> list[Run]:
     """Every job under `sweep_dir`: those with a summary.json and Hydra job dirs that have none yet.
 
-    Raises ReportError when there is no summary at all, SummaryError on an unreadable or older summary.
+    An unreadable or ill-typed summary.json is kept as a run with status `unreadable` (the report lists it and
+    the exit status says so). Raises ReportError when there is no summary at all.
     """
     root = Path(sweep_dir)
     if not root.is_dir():
@@ -81,9 +126,10 @@ def collect(sweep_dir: str | Path) -> list[Run]:
     job_dirs = {d for d in job_dirs if ".hydra" not in d.parts and ".submitit" not in d.parts}
     runs = []
     for job_dir in sorted(job_dirs, key=lambda d: _natural(str(d.relative_to(root)))):
-        summary = S.read_summary(job_dir) if (job_dir / S.FILENAME).is_file() else None
+        summary = _read(job_dir)
         overrides = (summary or {}).get("overrides") or _overrides_file(job_dir)
-        runs.append(Run(str(job_dir.relative_to(root)) or ".", job_dir, summary, _params(overrides)))
+        job = str(job_dir.relative_to(root)) or "."
+        runs.append(Run(job, job_dir, summary, _params(overrides), _sweep_of(job_dir, root)))
     if not any(r.summary for r in runs):
         raise ReportError(f"{root}: no summary.json in it or below (not a sweep or run dir, or no job finished yet)")
     return runs
@@ -116,3 +162,34 @@ def read_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
                             continue
         break  # one metrics.csv per run; a resumed run appends to the same one
     return curves
+
+
+def group_label(run: Run) -> str:
+    """What may be ranked together: one sweep dir, one task, one data set; `nnopt-eval` re-tests apart."""
+    summary = run.summary or {}
+    choices = summary.get(S.CHOICES) if isinstance(summary.get(S.CHOICES), dict) else {}
+    parts = [f"sweep {run.sweep}" if run.sweep else "single runs"]
+    if summary.get("task_name"):
+        parts.append(f"task {summary['task_name']}")
+    if choices.get("data"):
+        parts.append(f"data {choices['data']}")
+    if summary.get(EVALUATED_CKPT):
+        parts.append("nnopt-eval re-tests")
+    return ", ".join(parts)
+
+
+def partition(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """Runs grouped by :func:`group_label`; a job without a (readable) summary joins its sweep's group."""
+    groups: dict[str, list[Run]] = {}
+    by_sweep: dict[str, str] = {}
+    for run in runs:
+        if run.summary and run.status != UNREADABLE:
+            label = group_label(run)
+            groups.setdefault(label, []).append(run)
+            by_sweep.setdefault(run.sweep, label)
+    for run in runs:
+        if not run.summary or run.status == UNREADABLE:
+            label = by_sweep.get(run.sweep) or next(iter(groups), group_label(run))
+            groups.setdefault(label, []).append(run)
+    order = {id(r): i for i, r in enumerate(runs)}
+    return [(label, sorted(members, key=lambda r: order[id(r)])) for label, members in groups.items()]

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from nnopt.io import write_atomic
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.report.collect import read_curves
 from nnopt.report.table import Config
 
 MAX_LEGEND = 12
+
+
+def save_png(fig: plt.Figure, path: str | Path) -> None:
+    """Render in memory, then replace the file atomically (an old plot survives a full or read-only disk)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_atomic(path, buffer.getvalue())
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -50,7 +59,7 @@ def pareto_png(configs: list[Config], path: str | Path, y_key: str = S.TEST_ACC)
         ax.set(xlabel=x_label, ylabel=f"{y_key} (%)", title=f"{y_key} vs {x_label.split(' (')[0]}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -78,6 +87,6 @@ def curves_png(configs: list[Config], path: str | Path) -> Path:
     else:
         axes[0].text(0.5, 0.5, "no CSV-logged curves", ha="center", va="center", transform=axes[0].transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)

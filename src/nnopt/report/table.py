@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnopt.metrics import summary as S
-from nnopt.report.collect import MISSING, ReportError, Run, varying_keys
+from nnopt.report.collect import MISSING, UNREADABLE, ReportError, Run, varying_keys
 
 
 @dataclass(frozen=True)
@@ -150,12 +150,15 @@ def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str]
     columns = columns_for(sort_by)
     header, body = rows(configs, columns)
     order = "ascending" if smaller_is_better(sort_by) else "descending"
-    n = {s: sum(r.status == s for r in runs) for s in (S.COMPLETED, S.FAILED, MISSING)}
+    n = {s: sum(r.status == s for r in runs) for s in (S.COMPLETED, S.FAILED, S.INTERRUPTED, MISSING)}
+    other = ", ".join(f"{v} {k}" for k in (S.PRUNED, UNREADABLE) if (v := sum(r.status == k for r in runs)))
+    other = f"; {other}" if other else ""
     parts = [
         f"# Sweep report: `{sweep}`",
         "",
-        f"{len(runs)} jobs: {n[S.COMPLETED]} completed, {n[S.FAILED]} failed, {n[MISSING]} without summary "
-        f"(running or killed). Swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}. "
+        f"{len(runs)} jobs: {n[S.COMPLETED]} completed, {n[S.FAILED]} failed, {n[S.INTERRUPTED]} interrupted, "
+        f"{n[MISSING]} without summary (running or killed){other}. "
+        f"Swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}. "
         f"Sorted by `{sort_by}` ({order}); mean ± std over the completed runs (seeds) of each config.",
         "",
         _md_table(header, body),
@@ -171,12 +174,17 @@ def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str]
     best = best_per_group(configs, keys, sort_by)
     if best:
         parts += ["", f"## Best per group (by `{sort_by}`)", "", *best]
-    bad = [r for r in runs if r.status != S.COMPLETED]
-    if bad:
-        parts += ["", "## Failed or unfinished runs", "", "| job | config | seed | status | error |", "|" + "---|" * 5]
-        for r in bad:
+    stopped = [r for r in runs if r.status == S.INTERRUPTED]  # a signal stopped them: resume=true continues them
+    bad = [r for r in runs if r.status not in (S.COMPLETED, S.INTERRUPTED, S.PRUNED)]
+    sections = (("Interrupted runs (resume=true continues them)", stopped), ("Failed or unfinished runs", bad))
+    for title, group in sections:
+        if not group:
+            continue
+        parts += ["", f"## {title}", "", "| job | config | seed | status | error |", "|" + "---|" * 5]
+        for r in group:
             error = (r.summary or {}).get(S.ERROR) or ("no summary.json yet" if r.status == MISSING else "")
             parts.append(f"| {r.job} | {label_of(r, keys)} | {r.seed} | {r.status} | {str(error).replace('|', '/')} |")
+    parts += pruned_section(runs, keys, sort_by)
     parts += ["", "![Pareto fronts](pareto.png)", "", "![Validation curves](curves.png)", ""]
     return "\n".join(parts)
 
@@ -200,3 +208,17 @@ def per_run_csv(runs: list[Run], keys: list[str]) -> str:
         writer.writerow([r.job, r.status, label_of(r, keys), *[r.params.get(k, "") for k in keys], r.seed,
                          *[_num(v) for v in values], error])  # fmt: skip
     return out.getvalue()
+
+
+def pruned_section(runs: list[Run], keys: list[str], sort_by: str) -> list[str]:
+    """Optuna trials its pruner stopped early: listed with their last value, never ranked beside full runs."""
+    pruned = [r for r in runs if r.status == S.PRUNED]
+    if not pruned:
+        return []
+    lines = ["", "## Pruned trials (stopped early by the pruner; not ranked)", "",
+             f"| job | config | seed | pruned after epoch | {sort_by} |", "|" + "---|" * 5]  # fmt: skip
+    for r in pruned:
+        value = r.value(sort_by)
+        shown = "–" if value is None else format(value, ".4g")
+        lines.append(f"| {r.job} | {label_of(r, keys)} | {r.seed} | {(r.summary or {}).get(S.PRUNED_AT)} | {shown} |")
+    return lines
