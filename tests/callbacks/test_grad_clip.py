@@ -61,7 +61,7 @@ def test_agc_limits_each_unit_relative_to_its_weights():
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"max_norm": 0}, "callbacks.grad_clip.max_norm=0 is out of range"),
     ({"max_norm": -1.0}, "callbacks.grad_clip.max_norm=-1.0 is out of range"),
-    ({"mode": "l3"}, "callbacks.grad_clip.mode='l3' is not allowed; choose one of: norm, value, agc"),
+    ({"mode": "l3"}, "callbacks.grad_clip.mode='l3' is not allowed; choose one of: .*norm.*value.*agc"),
 ])  # fmt: skip
 def test_bad_clip_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):

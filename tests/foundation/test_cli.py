@@ -11,17 +11,19 @@ import pytest
 
 from nnopt.config import resolvers
 from nnopt.metrics import summary as S
-from tests.helpers import ROOT, cli_env, run_cli
+from tests.helpers import QUIET, ROOT, cli_env, run_cli
 from tests.helpers.data import write_mnist_dir
 
-FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar=null",
-        "callbacks.model_summary=null", "efficiency.latency_repeats=1"]  # fmt: skip
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUIET]
 
 
 def test_help_and_cfg_job(tmp_path):
     helped = run_cli("train", "--help", log_dir=tmp_path)
     assert helped.returncode == 0
-    assert "optimizer: adagrad, adam, adamw, momentum, nesterov, rmsprop, sgd" in helped.stdout
+    # the listed options are a superset of the built-in ones: adding an optimizer must not break this test
+    [listed] = [line for line in helped.stdout.splitlines() if line.strip().startswith("optimizer: ")]
+    options = set(listed.split(":", 1)[1].replace(" ", "").split(","))
+    assert {"adagrad", "adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"} <= options, listed
     printed = run_cli("train", "--cfg", "job", "optimizer=sgd", "optimizer.lr=0.3", log_dir=tmp_path)
     assert printed.returncode == 0
     assert "_target_: torch.optim.SGD" in printed.stdout and "lr: 0.3" in printed.stdout
@@ -31,7 +33,7 @@ def test_help_and_cfg_job(tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["optimizer=foo"], "unknown optimizer option 'foo'; choose one of: adagrad, adam"),
+        (["optimizer=foo"], "unknown optimizer option 'foo'; choose one of: "),
         (["-m", "optimizer=adam,foo"], "unknown optimizer option 'foo'"),
         (["nosuchkey=1"], "Could not override 'nosuchkey'"),
         (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range; allowed: a number > 0.0"),
@@ -61,8 +63,9 @@ def test_module_entry_point_and_eval_cli(tmp_path):
     trained = run_cli("train", *FAST, "hydra.run.dir=" + str(tmp_path / "run"), log_dir=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / S.FILENAME).read_text())
-    evaluated = run_cli("eval", f"ckpt_path={summary['ckpt/last']}", "hydra.run.dir=" + str(tmp_path / "ev"),
-                        log_dir=tmp_path)  # fmt: skip
+    evaluated = run_cli(
+        "eval", f"ckpt_path={summary['ckpt/last']}", "hydra.run.dir=" + str(tmp_path / "ev"), log_dir=tmp_path
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     ev = json.loads((tmp_path / "ev" / S.FILENAME).read_text())
     assert ev[S.STATUS] == S.COMPLETED and ev["evaluated_ckpt"] == summary["ckpt/last"]
@@ -90,7 +93,7 @@ def test_wandb_offline_run_has_config_and_metrics(tmp_path):
         if record.HasField("config"):
             config_keys |= {item.key for item in record.config.update}
     assert {"run", "history", "config"} <= kinds
-    assert "val/acc" in history_keys, (kinds, history_keys) and "train/loss" in history_keys
+    assert {"val/acc", "train/loss"} <= history_keys, (kinds, history_keys)
     assert {"model", "optimizer", "data"} <= config_keys
     debug = (tmp_path / "run" / "wandb" / "debug-internal.log").read_text()
     assert "api.wandb.ai" not in debug
@@ -131,8 +134,10 @@ def test_run_stamps_never_collide(monkeypatch):
 
 def test_two_runs_started_together_get_their_own_dirs(tmp_path):
     cmd = [sys.executable, "-m", "nnopt.train", f"paths.log_dir={tmp_path}", *FAST, "test=false"]
-    procs = [subprocess.Popen(cmd, env=cli_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, env=cli_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     summaries = list((tmp_path / "train" / "runs").glob(f"*/{S.FILENAME}"))
     assert len(summaries) == 2

@@ -74,7 +74,7 @@ def test_empty_grid_is_refused(tmp_path: Path) -> None:
     res = run_cli("train", "-m", *TINY, "seed=range(0)", log_dir=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("nnopt: error: empty grid: seed=range(0)")
-    assert not tmp_path.exists() or not any(tmp_path.rglob("*"))
+    assert not list(tmp_path.rglob("*"))  # nothing written (pytest creates tmp_path itself)
 
 
 @pytest.mark.slow  # ~25 s each unloaded: every worker imports torch afresh
