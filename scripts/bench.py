@@ -256,37 +256,51 @@ def per_sample_loader(dm, batch_size: int, seed: int) -> torch.utils.data.DataLo
 
 
 # -- sections -----------------------------------------------------------------------------------------------
+#: optimizer steps per training_step for the fused variant (trainer.fused_steps; the default config uses 1)
+FUSED_STEPS = 16
+
+
 def overhead(b: Bench, key: str) -> dict[str, Any]:
-    """nnopt's full default path vs the bare loop, alternated; checked against OVERHEAD_TARGETS[key]."""
+    """nnopt's full default path, and the same with `trainer.fused_steps`, vs the bare loop, alternated (rotating
+    order); checked against OVERHEAD_TARGETS[key]."""
     target = OVERHEAD_TARGETS[key]
     model = target["overrides"]
     cfg, dm = b.data_and_net(model)
-    bare, nn_, walls, threads = [], [], [], set()
+    variants = {"bare": None, "nnopt": [], "fused": [f"trainer.fused_steps={FUSED_STEPS}"]}
+    runs: dict[str, list] = {k: [] for k in variants}
+    walls, threads = [], set()
+    names = list(variants)
     for rep in range(b.mode.reps):
-        order = ("bare", "nnopt") if rep % 2 == 0 else ("nnopt", "bare")
-        for which in order:
+        for which in names[rep % len(names):] + names[: rep % len(names)]:
             if which == "bare":
-                bare.append(b.bare(cfg, dm, b.mode.epochs))
-            else:
-                res = b.nnopt([*model, *b.limit()], b.mode.epochs)
-                nn_.append(res["epochs"])
+                runs[which].append(b.bare(cfg, dm, b.mode.epochs))
+                continue
+            res = b.nnopt([*model, *b.limit(), *variants[which]], b.mode.epochs)
+            runs[which].append(res["epochs"])
+            threads.add(res["threads"])
+            if which == "nnopt":
                 walls.append(res["wall_s"])
-                threads.add(res["threads"])
     out: dict[str, Any] = {"model": " ".join(model), "steps_per_epoch": b.steps_per_epoch(dm),
                            "batch_size": dm.batch_size, "optimizer": cfg.optimizer._target_,
-                           "nnopt_threads": sorted(threads)}  # fmt: skip
+                           "nnopt_threads": sorted(threads), "fused_steps": FUSED_STEPS}  # fmt: skip
     for key in ("train_s", "epoch_s"):
-        out[f"bare_{key}"] = stats([e[key] for rep in bare for e in measured(rep)])
-        out[f"nnopt_{key}"] = stats([e[key] for rep in nn_ for e in measured(rep)])
+        for which in variants:
+            out[f"{which}_{key}"] = stats([e[key] for rep in runs[which] for e in measured(rep)])
     out["overhead_ratio"] = ratio(out["nnopt_train_s"], out["bare_train_s"])
+    out["fused_overhead_ratio"] = ratio(out["fused_train_s"], out["bare_train_s"])
     out["overhead_ratio_with_validation"] = ratio(out["nnopt_epoch_s"], out["bare_epoch_s"])
     out["overhead_ms_per_step"] = (
         (out["nnopt_train_s"]["median"] - out["bare_train_s"]["median"]) / out["steps_per_epoch"] * 1e3
     )
+    out["fused_overhead_ms_per_step"] = (
+        (out["fused_train_s"]["median"] - out["bare_train_s"]["median"]) / out["steps_per_epoch"] * 1e3
+    )
     out["nnopt_run_wall_s"] = stats(walls)
     out["target_max"], out["target_goal"] = target["max"], target["goal"]
-    out["meets_target"] = out["overhead_ratio"] <= target["max"]
-    out["meets_goal"] = out["overhead_ratio"] <= target["goal"] if target["goal"] else None
+    for prefix in ("", "fused_"):
+        r = out[f"{prefix}overhead_ratio"]
+        out[f"{prefix}meets_target"] = r <= target["max"]
+        out[f"{prefix}meets_goal"] = r <= target["goal"] if target["goal"] else None
     return out
 
 
@@ -708,20 +722,26 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if meta["mode"] != "full":
         lines += ["", f"**{meta['mode']} mode: few batches/epochs; these figures check the wiring, not the targets.**"]
+    carried = {k: v["carried_from"] for k, v in results.items() if isinstance(v, dict) and v.get("carried_from")}
+    if carried:
+        lines += ["", "Not re-measured in this run (kept from an earlier run, shown as measured then, never combined "
+                  "with this run's figures): " + "; ".join(f"{k} ({v})" for k, v in carried.items()) + "."]
     lines += headline_markdown(results)
     lines += ["", "## 1. Framework overhead (full `nnopt-train` path vs a hand-written loop)", "",
               "| model | bare loop train | nnopt train | ratio | limit (goal) | met | ms/step added | "
-              "ratio incl. validation |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              f"ratio incl. validation | fused ({FUSED_STEPS}) train | fused ratio | fused met |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for key in OVERHEAD_TARGETS:
         r = results.get(key)
         if not r or "error" in r:
-            lines.append(f"| {key} | {r.get('error') if r else 'not run'} |||||||")
+            lines.append(f"| {key} | {r.get('error') if r else 'not run'} ||||||||||")
             continue
         goal = f" ({r['target_goal']:.2f})" if r.get("target_goal") else ""
         lines.append(
             f"| {key} (`{r['model']}`, {r['steps_per_epoch']} steps) | {fmt_s(r['bare_train_s'])} | "
             f"{fmt_s(r['nnopt_train_s'])} | {r['overhead_ratio']:.3f} | ≤ {r['target_max']:.2f}{goal} | "
-            f"{yes(r['meets_target'])} | {r['overhead_ms_per_step']:.2f} | {r['overhead_ratio_with_validation']:.3f} |"
+            f"{yes(r['meets_target'])} | {r['overhead_ms_per_step']:.2f} | {r['overhead_ratio_with_validation']:.3f} | "
+            f"{fmt_s(r['fused_train_s'])} | {r['fused_overhead_ratio']:.3f} | {yes(r['fused_meets_target'])} |"
         )
     lines += ["", "The nnopt run is the default config (model checkpoint, early stopping, rich progress bar, "
               "divergence check every 50 steps, model summary, CSV logger) plus a timing callback, "
@@ -798,18 +818,28 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def headline_markdown(results: dict[str, Any]) -> list[str]:
-    """Each issue-15 target, met or missed, from this run's own alternated measurements."""
+    """Each issue-15 target, met or missed, from this run's own alternated measurements: the default config
+    (`trainer.fused_steps=1`) and the same with fused steps."""
     lines = ["", "## Headline: nnopt's training pass / a hand-written loop (same run, same data, model, optimizer, "
-             "batch and threads)", "", "| target | nnopt / bare | limit | goal | met |", "|---|---|---|---|---|"]
+             "batch and threads)", "",
+             f"The default config (`trainer.fused_steps=1`) and the same with `trainer.fused_steps={FUSED_STEPS}`.",
+             "", "| target | limit | goal | default: nnopt / bare | met | fused: nnopt / bare | met |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, target in OVERHEAD_TARGETS.items():
         r = results.get(key)
+        goal_cell = "–" if target["goal"] is None else f"≤ {target['goal']:.2f}"
+        head = f"| {target['label']} (`{' '.join(target['overrides'])}`) | ≤ {target['max']:.2f} | {goal_cell} |"
         if not r or "error" in r:
-            lines.append(f"| {target['label']} | {'failed: ' + r['error'] if r else 'not run'} | "
-                         f"≤ {target['max']:.2f} | {num(target['goal'], '.2f')} | – |")  # fmt: skip
+            lines.append(f"{head} {'failed: ' + r['error'] if r else 'not run'} | – | – | – |")
             continue
-        goal = "–" if target["goal"] is None else f"≤ {target['goal']:.2f} ({'met' if r['meets_goal'] else 'missed'})"
-        lines.append(f"| {target['label']} (`{' '.join(target['overrides'])}`) | {r['overhead_ratio']:.3f}× | "
-                     f"≤ {target['max']:.2f} | {goal} | {'met' if r['meets_target'] else '**missed**'} |")  # fmt: skip
+        cells = []
+        for prefix in ("", "fused_"):
+            goal = r.get(f"{prefix}meets_goal")
+            met = "met" if r[f"{prefix}meets_target"] else "**missed**"
+            if goal is not None:
+                met += f" (goal {'met' if goal else 'missed'})"
+            cells.append(f"{r[f'{prefix}overhead_ratio']:.3f}× | {met}")
+        lines.append(f"{head} {cells[0]} | {cells[1]} |")
     return lines
 
 
@@ -958,6 +988,16 @@ def main(argv: list[str] | None = None) -> int:
         "work_dir": str(work) if args.keep else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    previous = args.out / "results.json"
+    if args.only is not None and previous.is_file():  # --only: keep the other sections of the last run, labelled
+        try:
+            old = json.loads(previous.read_text())
+        except ValueError:
+            old = {}
+        origin = f"{old.get('meta', {}).get('date', '?')}, `{old.get('meta', {}).get('command', '?')}`"
+        for name, section in old.items():
+            if name != "meta" and name not in results and isinstance(section, dict):
+                results[name] = {**section, "carried_from": section.get("carried_from", origin)}
     S.write_atomic(args.out / "results.json", json.dumps(S._clean(results), indent=2, sort_keys=True) + "\n")
     S.write_atomic(args.out / "RESULTS.md", markdown(results))
     print(f"bench: wrote {args.out / 'results.json'} and {args.out / 'RESULTS.md'}", file=sys.stderr)
