@@ -36,6 +36,8 @@ class Regressor(TaskModule):
         **kwargs: see :class:`nnopt.lit.TaskModule`.
     """
 
+    task = "regression"  # read by callbacks that treat outputs differently (distillation: MSE, not KL)
+
     def __init__(
         self,
         net: nn.Module,

@@ -21,8 +21,9 @@ TEACHER_KEY = "compression.teacher_ckpt"
 
 
 class Distillation(pl.Callback):
-    """Adds `weight * T^2 * KL(softmax(teacher/T) || softmax(student/T))` to the loss; the task's own loss gets
-    `1 - weight`. The teacher is frozen, in eval mode, and never part of the student's checkpoint.
+    """Adds `weight * T^2 * KL(softmax(teacher/T) || softmax(student/T))` to the loss (regression: `weight * MSE` to
+    the teacher's outputs; T unused); the task's own loss gets `1 - weight`. The teacher is frozen, in eval mode,
+    and never part of the student's checkpoint.
 
     Args:
         teacher_ckpt: an nnopt checkpoint of a model trained on the same data set.
@@ -75,6 +76,8 @@ class Distillation(pl.Callback):
             self.teacher.eval()
         with torch.no_grad():
             teacher_logits = self.teacher(x)
+        if getattr(module, "task", None) == "regression":  # real outputs: match the teacher's (standardised units)
+            return self.weight * F.mse_loss(logits, teacher_logits)
         t = self.temperature
         kl = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                       reduction="batchmean", log_target=True)  # fmt: skip
