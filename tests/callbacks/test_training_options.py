@@ -44,8 +44,8 @@ def test_label_smoothing_changes_the_loss_as_defined():
     lit = Classifier(net, torch.optim.SGD, num_classes=3, label_smoothing=0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
-        loss = lit._step((x, y), "train")
-        val_loss = lit._step((x, y), "val")
+        loss = lit.training_step((x, y), 0)
+        val_loss = lit.validation_step((x, y), 0)
     log_p = F.log_softmax(net(x), dim=1)
     expected = 0.8 * F.nll_loss(log_p, y) + 0.2 * (-log_p.mean(dim=1)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
