@@ -11,7 +11,7 @@ from nnopt.io import write_atomic
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.report.collect import read_curves
-from nnopt.report.table import Config
+from nnopt.report.table import Config, smaller_is_better
 
 MAX_LEGEND = 12
 
@@ -34,18 +34,25 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def pareto_png(configs: list[Config], path: str | Path, y_key: str = S.TEST_ACC) -> Path:
-    """One panel per cost (size, latency): each config's mean as a point numbered as in report.md."""
+def pareto_png(configs: list[Config], path: str | Path, y_key: str | None = None) -> Path:
+    """One panel per cost (size, latency): each config's mean as a point numbered as in report.md.
+
+    `y_key` None: test/acc, or test/mse (lower is better) for a regression sweep."""
+    if y_key is None:
+        y_key = S.TEST_ACC if any(c.mean(S.TEST_ACC) is not None for c in configs) else S.TEST_MSE
+        y_key = y_key if any(c.mean(y_key) is not None for c in configs) else S.TEST_ACC
+    lower = smaller_is_better(y_key)
+    y_scale, y_unit = (1.0, "") if lower or y_key.endswith("r2") else (100.0, " (%)")
     # gzip size: the stored size that pruning (zeros) and quantization (int8) both shrink
     costs = ((S.SIZE_BYTES_GZIP, "model size, gzip (KiB)", 1 / 1024), (S.LATENCY_B1, "latency, batch 1 (ms)", 1.0))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (x_key, x_label, scale) in zip(axes, costs, strict=True):
         numbered = [(i, c) for i, c in enumerate(configs, 1) if c.mean(x_key) is not None and c.mean(y_key) is not None]
-        points = [(c.mean(x_key) * scale, c.mean(y_key) * 100) for _, c in numbered]
+        points = [(c.mean(x_key) * scale, c.mean(y_key) * y_scale) for _, c in numbered]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.scatter(xs, ys, color="tab:blue", alpha=0.7, label="config (mean over seeds)")
-            front = pareto_front(points)
+            front = pareto_front([(x, -y) for x, y in points] if lower else points)
             ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", lw=1.2)
             ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
                        edgecolors="tab:red", lw=1.5, label="Pareto front")  # fmt: skip
@@ -56,7 +63,7 @@ def pareto_png(configs: list[Config], path: str | Path, y_key: str = S.TEST_ACC)
             ax.legend(loc="best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no completed run measured this", ha="center", va="center", transform=ax.transAxes)
-        ax.set(xlabel=x_label, ylabel=f"{y_key} (%)", title=f"{y_key} vs {x_label.split(' (')[0]}")
+        ax.set(xlabel=x_label, ylabel=f"{y_key}{y_unit}", title=f"{y_key} vs {x_label.split(' (')[0]}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save_png(fig, path)

@@ -88,8 +88,15 @@ def group(runs: list[Run]) -> tuple[list[Config], list[str]]:
     return list(configs.values()), keys
 
 
+#: a regression sweep's test metrics, in place of accuracy and F1
+REGRESSION_COLUMNS = (Column(S.TEST_MSE, "MSE", 1, ".4g"), Column(S.TEST_MAE, "MAE", 1, ".4g"),
+                      Column(S.TEST_R2, "R²", 1, ".3f"))  # fmt: skip
+
+
 def columns_for(sort_by: str) -> list[Column]:
     columns = list(COLUMNS)
+    if any(word in sort_by for word in ("mse", "mae", "r2")):
+        columns = [*REGRESSION_COLUMNS, *(c for c in columns if c.key not in (S.TEST_ACC, S.TEST_F1))]
     if sort_by not in {c.key for c in columns}:
         columns.insert(0, Column(sort_by, sort_by))
     return columns
