@@ -48,8 +48,9 @@ _TARGET_NEEDS = {"WandbLogger": "wandb", "TensorBoardLogger": "tensorboard", "ML
                  "NnoptOptunaSweeper": "optuna"}  # fmt: skip
 #: Hydra plugin options (hydra/<group>=<name>) -> the optional package that registers them
 _PLUGIN_OPTIONS = {
-    **{("hydra/launcher", n): "hydra_plugins.hydra_joblib_launcher" for n in ("joblib",)},
-    **{("hydra/launcher", n): "hydra_plugins.hydra_submitit_launcher" for n in ("submitit_local", "submitit_slurm")},
+    ("hydra/launcher", "joblib"): "hydra_plugins.hydra_joblib_launcher",
+    ("hydra/launcher", "submitit_local"): "hydra_plugins.hydra_submitit_launcher",
+    ("hydra/launcher", "submitit_slurm"): "hydra_plugins.hydra_submitit_launcher",
 }
 
 
