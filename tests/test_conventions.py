@@ -6,25 +6,32 @@ import importlib
 import inspect
 import pkgutil
 import re
-from importlib import metadata
+import tomllib
 
 import pytorch_lightning as pl
 
 import nnopt
+from tests.helpers import ROOT
 
 #: every hook and overridable method of Lightning's Callback (on_*, setup, teardown, state_dict, ...)
 CALLBACK_API = {name for name in dir(pl.Callback) if not name.startswith("_")}
 #: names that look like Lightning hooks: each must be a real one (or an explicit override of a base class)
 HOOK_LIKE = re.compile(r"^(on_.*|setup|teardown|state_dict|load_state_dict)$")
+#: optional distributions whose import name differs from the distribution name
+IMPORT_NAMES = {"mlflow_skinny": "mlflow"}
 
 
 def optional_modules() -> set[str]:
-    """Top-level names of nnopt's optional dependencies (extras): only their absence may skip a module."""
-    names = set()
-    for req in metadata.requires("nnopt") or []:
-        if "extra ==" in req:
-            names.add(re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower().replace("-", "_"))
-    return names
+    """Import names of nnopt's optional dependencies (pyproject extras): only their absence may skip a module."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    dists = {re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0] for reqs in extras.values() for req in reqs}
+    names = {dist.lower().replace("-", "_") for dist in dists} - {"nnopt"}  # `all = ["nnopt[...]"]`
+    return names | {IMPORT_NAMES[name] for name in names if name in IMPORT_NAMES}
+
+
+def is_optional(missing: str, optional: set[str]) -> bool:
+    """`missing` (a ModuleNotFoundError's name) is, or lives in, an optional dependency (also Hydra plugins)."""
+    return any(part in optional for part in missing.lower().split("."))
 
 
 def nnopt_modules() -> list[str]:
@@ -37,7 +44,7 @@ def import_all() -> list[object]:
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0].lower().replace("-", "_") not in optional:
+            if not is_optional(exc.name or "", optional):
                 raise
     return modules
 
