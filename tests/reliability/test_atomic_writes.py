@@ -1,4 +1,4 @@
-"""Atomic writes for real: same-directory temp file, fsync, rename; a full disk loses nothing and says so in one line."""
+"""Atomic writes for real: same-dir temp file, fsync, rename; a full disk loses nothing and says so in one line."""
 
 from __future__ import annotations
 
@@ -56,9 +56,11 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch, stag
         raise ENOSPC
 
     if stage == "write":
+
         def writer(fh):
             fh.write(b"half of the new")
             raise ENOSPC
+
         call = lambda: nio.write_with(target, writer)  # noqa: E731
     else:
         monkeypatch.setattr(nio.os, stage, fail)
@@ -98,7 +100,7 @@ def _fail_checkpoints_after_first_epoch(monkeypatch, saved: dict[str, bytes]):
     monkeypatch.setattr(nio.os, "fsync", fsync)
 
 
-def test_disk_full_at_a_checkpoint_through_the_trainer(tmp_path, monkeypatch, capfd):
+def test_disk_full_at_a_checkpoint_through_the_trainer(tmp_path, monkeypatch, capfd, umask022):
     """The real Trainer.save_checkpoint path: ModelCheckpoint -> strategy -> AtomicCheckpointIO."""
     saved: dict[str, bytes] = {}
     _fail_checkpoints_after_first_epoch(monkeypatch, saved)
@@ -116,6 +118,9 @@ def test_disk_full_at_a_checkpoint_through_the_trainer(tmp_path, monkeypatch, ca
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 0
     summary = S.read_summary(run)
     assert summary[S.STATUS] == S.FAILED and "No space left on device" in summary[S.ERROR]
+    assert {p.name: mode(p) for p in [*ckpts.iterdir(), run / S.FILENAME]} == dict.fromkeys(
+        [*saved, S.FILENAME], 0o644
+    )  # checkpoints and summary get the umask's mode like every other file
 
 
 def _mount_tmpfs(where: Path, size: int) -> None:

@@ -161,9 +161,13 @@ def test_read_only_sweep_dir_is_one_line_exit_2(sweep: Path, read_only, capsys) 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [('{"status": "compl', "unreadable summary"), ("[1, 2]", "not a JSON object"),
-     ('{"schema_version": 99, "status": "completed"}', "schema_version=99"),
-     (None, "status=5 is not a str"), (None, "overrides='seed=1' is not a list")],
+    [
+        ('{"status": "compl', "unreadable summary"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"schema_version": 99, "status": "completed"}', "schema_version=99"),
+        (None, "status=5 is not a str"),
+        (None, "overrides='seed=1' is not a list"),
+    ],
 )
 def test_one_unreadable_summary_is_listed_and_the_rest_reported(sweep: Path, capsys, content, problem) -> None:
     path = sweep / "0" / S.FILENAME
