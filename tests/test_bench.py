@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT, cli_env
+from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 
 BENCH = ROOT / "scripts" / "bench.py"
 
@@ -82,13 +82,13 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
 def test_bench_smoke_writes_wellformed_results(tmp_path: Path) -> None:
     """In-process sections on digits; the launcher sweep (two cold subprocesses) is in the slow test below."""
     results = run_bench(tmp_path, "--smoke", "--only", "overhead", "data_path", "startup", "time_to_accuracy",
-                        "compression", timeout=600)  # fmt: skip
+                        "compression", timeout=CLI_TIMEOUT)  # fmt: skip
     check_results(results, tmp_path, "smoke", sweep=False)
 
 
 @pytest.mark.slow
 def test_bench_smoke_sweep_section(tmp_path: Path) -> None:
-    results = run_bench(tmp_path, "--smoke", "--only", "sweep", timeout=300)
+    results = run_bench(tmp_path, "--smoke", "--only", "sweep", timeout=CLI_TIMEOUT)
     s = results["sweep"]
     assert "error" not in s, s
     assert s["jobs"] == 2 and s["basic"]["threads_per_job"] >= s["joblib"]["threads_per_job"]
@@ -99,7 +99,7 @@ def test_bench_smoke_sweep_section(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Fashion-MNIST")
 def test_bench_quick_writes_wellformed_results(tmp_path: Path) -> None:
-    results = run_bench(tmp_path, "--quick", timeout=900)
+    results = run_bench(tmp_path, "--quick", timeout=CLI_TIMEOUT)
     check_results(results, tmp_path, "quick")
 
 
@@ -131,7 +131,7 @@ def test_template_is_compared_only_when_measured_live(tmp_path: Path) -> None:
     (checkout / "src").mkdir(parents=True)
     (checkout / "src" / "train.py").write_text(FAKE_TEMPLATE)
     results = run_bench(tmp_path / "out", "--smoke", "--only", "data_path", "--template-dir", str(checkout),
-                        timeout=600)  # fmt: skip
+                        timeout=CLI_TIMEOUT)  # fmt: skip
     d = results["data_path"]
     assert "error" not in d, d
     assert d["template_measured"] is True and d["template_train_s"]["n"] >= 1
@@ -141,7 +141,7 @@ def test_template_is_compared_only_when_measured_live(tmp_path: Path) -> None:
 
 def test_bad_template_dir_is_one_line_error(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--template-dir", str(tmp_path), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=ROOT,
                           env=cli_env())  # fmt: skip
     assert proc.returncode == 2 and not (tmp_path / "out").exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("bench: error: --template-dir=")

@@ -48,7 +48,7 @@ def test_matching_slurm_and_torchrun_counts_pass(tmp_path):
 def test_cli_reports_one_line_and_exit_2(tmp_path):
     env = cli_env(TMPDIR=str(tmp_path), SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1",
                   SLURM_JOB_NAME="nnopt", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0")  # fmt: skip
-    proc = run_cli("train", "trainer=cpu", "trainer.max_epochs=1", log_dir=tmp_path / "logs", env=env, timeout=120)
+    proc = run_cli("train", "trainer=cpu", "trainer.max_epochs=1", log_dir=tmp_path / "logs", env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("nnopt: error: SLURM started 2 tasks per node") and "Traceback" not in proc.stderr

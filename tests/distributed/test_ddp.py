@@ -18,7 +18,7 @@ import torch
 
 from nnopt import train
 from nnopt.metrics import summary as S
-from tests.helpers import ROOT, cli_env, make_cfg
+from tests.helpers import CLI_TIMEOUT, ROOT, cli_env, make_cfg
 
 #: same run on every path: 6 full global batches per epoch (digits' last batch is odd-sized: a 1-process run
 #: trains on its odd sample, a 2-rank run drops it to split evenly)
@@ -47,7 +47,7 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def finish(procs: list[subprocess.Popen], logs: list[Path], timeout: int = 240) -> None:
+def finish(procs: list[subprocess.Popen], logs: list[Path], timeout: int = CLI_TIMEOUT) -> None:
     for proc, log in zip(procs, logs, strict=True):
         assert proc.wait(timeout=timeout) == 0, log.read_text()[-3000:]
 
@@ -126,7 +126,7 @@ def test_multirun_with_ddp_runs_each_job_once_with_agreeing_ranks(tmp_path):
         f"hydra.sweep.dir={sweep}",
         f"paths.log_dir={tmp_path}",
     ]
-    proc = subprocess.run(cmd, env=env_for(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env_for(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1"]
@@ -168,13 +168,13 @@ def test_kill_9_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     # 10 steps per epoch: checkpoints at steps 3, 6, 9, 10 (epoch end), 12; killed at 14 (inside epoch 2)
     killer = ["+callbacks.killer._target_=tests.distributed.killer.KillAtStep", "+callbacks.killer.step=14"]
     procs = [start(train_cmd(clean, *args), env, logs[0]), start(train_cmd(crashed, *args, *killer), env, logs[1])]
-    assert procs[1].wait(timeout=240) == -9
+    assert procs[1].wait(timeout=CLI_TIMEOUT) == -9
     ckpt = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 12 and ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "batches": 2}
     ]
     resumed = subprocess.run(train_cmd(crashed, *args, "resume=true"), env=env, cwd=ROOT, capture_output=True,
-                             text=True, timeout=240)  # fmt: skip
+                             text=True, timeout=CLI_TIMEOUT)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     finish(procs[:1], logs[:1])
     assert "continuing from" in (crashed / "train.log").read_text()

@@ -11,7 +11,7 @@ import pytest
 
 from nnopt.config import resolvers
 from nnopt.metrics import summary as S
-from tests.helpers import QUIET, ROOT, cli_env, run_cli
+from tests.helpers import CLI_TIMEOUT, QUIET, ROOT, cli_env, run_cli
 from tests.helpers.data import write_mnist_dir
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUIET]
@@ -138,6 +138,6 @@ def test_two_runs_started_together_get_their_own_dirs(tmp_path):
         subprocess.Popen(cmd, env=cli_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
-    assert all(p.wait(timeout=300) == 0 for p in procs)
+    assert all(p.wait(timeout=CLI_TIMEOUT) == 0 for p in procs)
     summaries = list((tmp_path / "train" / "runs").glob(f"*/{S.FILENAME}"))
     assert len(summaries) == 2

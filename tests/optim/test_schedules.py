@@ -315,7 +315,7 @@ def test_total_steps_under_ddp_follow_the_per_rank_loader(tmp_path):
     import subprocess
     import sys
 
-    from tests.helpers import ROOT, cli_env
+    from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 
     run_dir = tmp_path / "ddp"
     (tmp_path / "tmp").mkdir()
@@ -336,7 +336,7 @@ def test_total_steps_under_ddp_follow_the_per_rank_loader(tmp_path):
         f"paths.log_dir={tmp_path / 'logs'}",
     ]
     proc = subprocess.run(
-        cmd, env=cli_env(TMPDIR=str(tmp_path / "tmp")), cwd=ROOT, capture_output=True, text=True, timeout=300
+        cmd, env=cli_env(TMPDIR=str(tmp_path / "tmp")), cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lrs = by_step(run_dir)
