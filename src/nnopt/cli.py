@@ -299,7 +299,8 @@ def precheck(argv: list[str], config_name: str) -> None:
     from nnopt.config.schema import check_output_dir
 
     try:  # Hydra makes the run dir before our code runs: an uncreatable one would end in its traceback
-        check_output_dir(cfg, "--multirun" in flags or OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN")
+        multirun = str(OmegaConf.select(cfg, "hydra.mode")).rsplit(".", 1)[-1] == "MULTIRUN"  # enum or string
+        check_output_dir(cfg, "--multirun" in flags or multirun)
     except NnoptError as exc:
         fail(str(exc))
 
