@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class
+from hydra.utils import get_object
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -93,7 +93,7 @@ def _target_class(node: dict[str, Any], what: str) -> Any:
     if not target:
         raise ConfigError(f"{what}._target_ is missing: a {what} config names the class to build")
     try:
-        return get_class(str(target)) if "." in str(target) else None
+        return get_object(str(target)) if "." in str(target) else None  # a class or a factory function
     except Exception as exc:  # noqa: BLE001 - any import failure is a wrong target path
         raise ConfigError(f"{what}._target_={target}: cannot import it ({_one_line(exc.__cause__ or exc)})") from None
 

@@ -176,7 +176,10 @@ def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bo
     `config_dir`: a conf/ of your own whose configs name the run's model/data targets (they are trusted then).
     """
     from nnopt import build, checkpoint
+    from nnopt.config import resolvers
     from nnopt.config.targets import targets_in_dir
+
+    resolvers.register()  # the stored config keeps `${oc.env:...}` values unresolved
 
     ckpt_path = resolve_checkpoint(target)
     ckpt = checkpoint.load(ckpt_path)

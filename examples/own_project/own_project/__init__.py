@@ -1,0 +1,1 @@
+"""A research project of its own that trains with nnopt: a model and a LightningDataModule, no nnopt imports."""
