@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from nnopt import eval as nnopt_eval
 from nnopt import train
+from nnopt.config import CONFIG_DIR
 from nnopt.errors import CheckpointError, ConfigError, NnoptError
 from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
@@ -125,18 +127,25 @@ def test_conv_models_train(tmp_path, model):
     assert summary[S.STATUS] == S.COMPLETED and summary[S.TEST_ACC] > 0.1
 
 
-def test_every_optimizer_builds_and_steps(tmp_path):
-    for opt in ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"):
-        summary = train.run(
-            make_cfg(
-                tmp_path / opt,
-                f"optimizer={opt}",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=2",
-                "callbacks.model_checkpoint=null",
-                "logger=none",
-                "test=false",
-            )
+OPTIMIZERS = sorted(p.stem for p in (Path(CONFIG_DIR) / "optimizer").glob("*.yaml"))
+
+
+def test_the_optimizer_list_covers_the_documented_ones():
+    assert {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "gd", "lbfgs"} <= set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_every_optimizer_builds_and_steps(tmp_path, opt):
+    summary = train.run(
+        make_cfg(
+            tmp_path / opt,
+            f"optimizer={opt}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "callbacks.model_checkpoint=null",
+            "logger=none",
+            "test=false",
         )
-        assert summary[S.STATUS] == S.COMPLETED, opt
-        assert summary[S.TRAIN_EPOCHS] == 1
+    )
+    assert summary[S.STATUS] == S.COMPLETED, opt
+    assert summary[S.TRAIN_EPOCHS] == 1
