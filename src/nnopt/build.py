@@ -20,7 +20,8 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnopt import checkpoint, threads
+from nnopt import checkpoint, secrets, threads
+from nnopt.callbacks.on_signal import SaveOnSignal
 from nnopt.callbacks.rank_agreement import RankAgreement
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.data.base import InMemoryDataModule
@@ -217,7 +218,7 @@ def build_module(cfg: DictConfig, dm: pl.LightningDataModule) -> Classifier:
         net=net,
         optimizer=instantiate_node(cfg.optimizer),
         l1=cfg.get("l1", 0.0),
-        run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_config=secrets.run_config(cfg),  # ${oc.env:...} kept unresolved, secret values redacted
         schedule=instantiate_node(cfg.schedule) if cfg.get("schedule") and "_target_" in cfg.schedule else None,
     )
     if getattr(dm, "task", "classification") == "regression":  # data.task: the data config declares the task
@@ -255,6 +256,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
         nodes += [sub for sub in _named(node.get("callbacks")).values() if "_target_" in sub]
     callbacks = [cb for cb in (instantiate_node(node) for node in nodes) if cb is not None]
     callbacks += [TrainThroughput(), RankAgreement()]  # RankAgreement: DDP ranks must share one config
+    # a signal (SIGTERM/SIGINT/SIGUSR1) saves last.ckpt at the end of the step and ends the run `interrupted`
+    callbacks.append(SaveOnSignal(Path(cfg.paths.output_dir) / "checkpoints" / checkpoint.LAST_FILE))
     return callbacks
 
 

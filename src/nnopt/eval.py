@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnopt import cli, runtime
+from nnopt import cli, interrupt, runtime
 from nnopt.config import CONFIG_DIR
 
 #: keys of this command's config that replace the checkpoint's (where and how to test, not what)
@@ -74,7 +74,7 @@ def _app(cfg: DictConfig) -> Any:
 def main() -> None:
     runtime.configure()
     cli.precheck(sys.argv[1:], "eval")
-    _app()
+    interrupt.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
 
 
 if __name__ == "__main__":

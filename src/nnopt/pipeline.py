@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
+from nnopt import interrupt, rundir, secrets
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.errors import NnoptError
 from nnopt.lit import TaskModule
@@ -56,7 +58,7 @@ def base_summary(cfg: DictConfig) -> dict[str, Any]:
             S.SEED: cfg.get("seed"),
             S.CHOICES: choices(cfg),
             S.TASK_NAME: cfg.get("task_name"),
-            S.TAGS: list(cfg.get("tags") or []),
+            S.TAGS: list(secrets.run_config(cfg).get("tags") or []),  # ${oc.env:...} tags stay unresolved
             S.OVERRIDES: overrides(),
             S.RUN_DIR: str(Path(cfg.paths.output_dir).resolve()),
             S.STARTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -177,16 +179,23 @@ class RunRecorder:
         out = Path(self.cfg.paths.output_dir)
         if rank_zero_only.rank != 0 or not out.is_dir():
             return False
-        allowed = {".hydra", f"{HydraConfig.get().job.name}.log"}
-        if any(p.name not in allowed for p in out.iterdir()):
+        # a dir the user had (hydra.run.dir=...) is never removed: only what this run added to it (nnopt.rundir)
+        doomed = rundir.removable(out, {".hydra", f"{HydraConfig.get().job.name}.log"})
+        if not doomed:
             return False
         _detach_log_files(out)
-        shutil.rmtree(out, ignore_errors=True)
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return True
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        signum = interrupt.signal_of(exc)
         if exc is None:
             self.summary[S.STATUS] = S.PRUNED if self.summary.get(S.PRUNED_AT) is not None else S.COMPLETED
+        elif signum is not None:  # SIGTERM/SIGINT/SIGUSR1: resumable from the checkpoint saved at the signal
+            self.summary[S.STATUS] = S.INTERRUPTED
+            self.summary[S.ERROR] = f"interrupted by {signal.Signals(signum).name}"
+            self.summary[S.CKPT_LAST] = interrupt.saved_to()
         else:
             self.summary[S.STATUS] = S.FAILED
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

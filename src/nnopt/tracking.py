@@ -29,6 +29,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnopt.secrets import redact
+
 log = logging.getLogger("nnopt")
 WANDB_ID_FILE = "wandb_run_id.txt"
 #: overrides that do not make a job different (kept out of W&B tags)
@@ -145,7 +147,7 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
     for node in (cfg.get("logger") or {}).values():
         if node is None:
             continue
-        node = OmegaConf.to_container(node, resolve=True)
+        node = redact(OmegaConf.to_container(node, resolve=True))  # W&B files keep no secret values
         online = bool(node.pop("online", False))
         needs = node.pop("if_installed", None)
         if needs and importlib.util.find_spec(str(needs)) is None:

@@ -14,6 +14,7 @@ from typing import Any
 from nnopt import io as _io
 from nnopt.errors import NnoptError
 from nnopt.metrics import names as N
+from nnopt.secrets import redact
 
 #: 1: the first contract; 2: adds train/threads, train/steps, pruned/interrupted statuses and the keys below
 SCHEMA_VERSION = 2
@@ -22,6 +23,7 @@ FILENAME = "summary.json"
 
 STATUS, COMPLETED, FAILED = "status", "completed", "failed"
 PRUNED = "pruned"  # an Optuna trial its pruner stopped early: not a full run, ranked apart
+INTERRUPTED = "interrupted"  # stopped by a signal (SIGTERM/SIGINT/SIGUSR1): resumable, not failed
 SEED, CHOICES, ERROR = "seed", "choices", "error"
 #: run identity and provenance
 TASK_NAME, TAGS, OVERRIDES, RUN_DIR = "task_name", "tags", "overrides", "run_dir"
@@ -120,7 +122,7 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
     path = Path(run_dir) / FILENAME
-    write_atomic(path, json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(_clean(redact(summary)), indent=2, sort_keys=True) + "\n")  # no secret values
     return path
 
 

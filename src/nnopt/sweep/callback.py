@@ -42,6 +42,31 @@ def empty_sweeps(config: DictConfig) -> list[str]:
     return empty
 
 
+#: the running sweep (callback, its config): an interruption (nnopt.interrupt) writes the report of what finished
+_active: tuple[SweepCallback, DictConfig] | None = None
+
+
+def finish_interrupted_sweep() -> str | None:
+    """After a signal stopped a sweep (its remaining jobs are not started): write the report of what finished.
+
+    Returns what happened, for the one line the user gets (None: no sweep was running)."""
+    global _active
+    if _active is None:
+        return None
+    callback, config = _active
+    _active = None
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if not callback.report or not sweep_dir.is_dir():
+        return f"sweep {sweep_dir} stopped"
+    from nnopt.report import build_report, write_report
+
+    try:
+        write_report(build_report(sweep_dir, callback.sort_by))
+    except NnoptError as exc:
+        return f"sweep {sweep_dir} stopped, no report ({str(exc).splitlines()[0][:200]})"
+    return f"sweep {sweep_dir} stopped, report written"
+
+
 class SweepCallback(Callback):
     def __init__(self, report: bool = True, sort_by: str | None = None, exit_status: bool = True) -> None:
         self.report = report
@@ -49,6 +74,8 @@ class SweepCallback(Callback):
         self.exit_status = exit_status
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _active
+        _active = (self, config)
         empty = empty_sweeps(config)
         if empty:
             from nnopt.cli import fail
@@ -84,6 +111,8 @@ class SweepCallback(Callback):
             log.info("job %s: torch threads = %d (its share of the CPU cores)", config.hydra.job.num, threads)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _active
+        _active = None
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not self.report or not sweep_dir.is_dir():
             return

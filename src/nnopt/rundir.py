@@ -1,0 +1,134 @@
+"""The run dir is the user's: checked before Hydra creates or writes anything in it (a Hydra callback).
+
+- `task_name` and the run stamp become path components of `hydra.run.dir`/`hydra.sweep.dir`: each must be one plain
+  name, so no value can place a run outside `paths.log_dir` (`task_name=../../x`, `/etc`, ...).
+- A directory name must not carry a secret (`task_name=${oc.env:MY_API_KEY}`): see :mod:`nnopt.secrets`.
+- A dir that already holds a run (summary.json, checkpoints) is only re-entered with `resume=true`; an inherited
+  `NNOPT_RUN_STAMP` would otherwise silently reuse another run's dir.
+- Whether the dir existed before this run is recorded: a run rejected for bad input removes only a dir it created
+  (:meth:`nnopt.pipeline.RunRecorder`), never one the user had.
+
+Bad values end with one line and exit 2 before anything is created.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from nnopt.config.resolvers import STAMP_ENV
+
+#: files that mark a dir as holding a run (besides checkpoints/*.ckpt and requeue checkpoints)
+RUN_MARKERS = ("summary.json", "multirun.yaml")
+#: run dir -> its entries before Hydra created/wrote it (None: it did not exist)
+_before: dict[str, set[str] | None] = {}
+#: parents of a run dir that did not exist either (Hydra creates them with it)
+_new_parents: set[str] = set()
+
+
+def _key(path: str | Path) -> str:
+    return os.path.abspath(str(path))
+
+
+def removable(folder: Path, allowed: set[str]) -> list[Path]:
+    """What a run rejected for bad input may remove from its run dir: the dir itself if this run created it and it
+    holds only `allowed` names, else the `allowed` entries this run added; nothing when unknown or anything else."""
+    key = _key(folder)
+    if key not in _before or not folder.is_dir():
+        return []
+    before = _before[key]
+    added = [folder] if before is None else [p for p in folder.iterdir() if p.name not in before]
+    inside = list(folder.iterdir()) if before is None else added
+    if any(p.name not in allowed for p in inside):
+        return []
+    if before is None:  # also the parents this run created (logs/eval/runs), while they hold nothing else
+        top = folder
+        for parent in folder.parents:
+            if _key(parent) not in _new_parents or [p.name for p in parent.iterdir()] != [top.name]:
+                break
+            top = parent
+        return [top]
+    return added
+
+
+def holds_run(folder: Path) -> str | None:
+    """What in `folder` shows an earlier run (a file name), or None."""
+    if not folder.is_dir():
+        return None
+    for name in RUN_MARKERS:
+        if (folder / name).is_file():
+            return name
+    found = next(iter(sorted(folder.glob("checkpoints/*.ckpt"))), None) or next(folder.glob("hpc_ckpt_*.ckpt"), None)
+    if found is not None:
+        return str(found.relative_to(folder))
+    found = next(iter(sorted(folder.glob("*/summary.json"))), None)  # a sweep dir: its jobs' summaries
+    return str(found.relative_to(folder)) if found is not None else None
+
+
+def check_component(key: str, value: Any) -> None:
+    """`value` becomes one directory name of the run dir: a plain name, nothing that climbs or starts over."""
+    from nnopt.cli import fail
+
+    text = str(value)
+    bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 200
+    if bad:
+        fail(f"{key}={text!r} is not allowed; allowed: a plain name without '/', '\\' or '..' "
+             "(it becomes a directory under paths.log_dir)")  # fmt: skip
+
+
+def _stamp_note() -> str:
+    stamp = os.environ.get(STAMP_ENV)
+    return f" ({STAMP_ENV}={stamp} is set in the environment: unset it for a new run dir)" if stamp else ""
+
+
+def check_dir(key: str, folder: Path, log_dir: Path | None, config: DictConfig) -> None:
+    from nnopt import secrets
+    from nnopt.cli import fail
+
+    leaked = secrets.leaked_in(str(folder))
+    if leaked:
+        fail(f"{key} would put the value of ${leaked} into a directory name; use a name that is not a secret")
+    if log_dir is not None and not folder.resolve().is_relative_to(log_dir.resolve()):
+        fail(f"{key}={folder} is outside paths.log_dir={log_dir}; allowed: a dir under paths.log_dir")
+    found = holds_run(folder)
+    if found is not None and not config.get("resume"):
+        fail(f"{key}={folder} already holds a run ({found}); nothing was changed: continue it with resume=true "
+             f"or choose another dir{_stamp_note()}")  # fmt: skip
+    _before[_key(folder)] = {p.name for p in folder.iterdir()} if folder.is_dir() else None
+    _new_parents.update(_key(p) for p in folder.parents if not p.exists())
+
+
+def _checked(config: DictConfig, dir_key: str) -> None:
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP child re-enters its parent's dir
+        return
+    raw = str(OmegaConf.select(config, dir_key, throw_on_resolution_failure=False) or "")
+    if not raw:
+        return  # an unresolvable dir: Hydra names the problem
+    template = str(OmegaConf.to_container(config.hydra, resolve=False)[dir_key.split(".")[1]]["dir"])
+    if "${task_name}" in template:
+        check_component("task_name", config.get("task_name"))
+    if "${run_stamp:}" in template and os.environ.get(STAMP_ENV):
+        check_component(STAMP_ENV, os.environ[STAMP_ENV])
+    log_dir = None
+    if template.startswith("${paths.log_dir}"):
+        log_dir = Path(str(config.paths.log_dir))
+    check_dir(dir_key, Path(raw), log_dir, config)
+
+
+class RunDirGuard(Callback):
+    """Checks the run/sweep dir before Hydra creates it (see the module doc)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _checked(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _checked(config, "hydra.sweep.dir")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from nnopt import secrets
+
+        secrets.install_log_filter()  # Hydra has just opened the job's log file
