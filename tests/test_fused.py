@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -79,3 +81,83 @@ def test_fused_divergence_names_the_exact_step(tmp_path):
     with pytest.raises(TrainingDiverged) as ref:
         train.run(plain)
     assert info.value.step == ref.value.step  # the first non-finite loss, not the end of the group
+
+
+def test_fused_steps_under_ddp_match_one_unfused_process(tmp_path):
+    """Two gloo ranks with fused steps (2 groups per epoch: 4 + 2 steps) end where one plain process ends."""
+    from nnopt import train
+    from nnopt.metrics import summary as S
+    from tests.distributed.test_ddp import RUN, env_for, finish, max_diff, start, train_cmd, weights
+
+    one = tmp_path / "one"
+    assert train.run(make_cfg(one, *RUN, fast=False))[S.STATUS] == S.COMPLETED
+    run_dir, log = tmp_path / "ddp", tmp_path / "ddp.out"
+    finish([start(train_cmd(run_dir, "trainer=ddp_cpu", "trainer.fused_steps=4"), env_for(tmp_path), log)], [log])
+    assert max_diff(weights(one), weights(run_dir)) < 1e-5
+    got = json.loads((run_dir / S.FILENAME).read_text())
+    assert got[S.TRAIN_WORLD_SIZE] == 2 and got[S.STATUS] == S.COMPLETED
+    assert got[S.TEST_ACC] == pytest.approx(json.loads((one / S.FILENAME).read_text())[S.TEST_ACC], abs=1e-6)
+
+
+class _Kill(pl.Callback):
+    """Dies right after the second training_step (after StepCheckpoint wrote last.ckpt), like a kill -9."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 1:
+            raise RuntimeError("killed")
+
+
+def test_fused_mid_epoch_checkpoint_resumes_exactly(tmp_path):
+    """A StepCheckpoint after 2 groups (8 of 10 steps of epoch 0), a kill, a resume in a fresh trainer: the same
+    weights as one uninterrupted fused run, and as a plain one."""
+    whole, _, _ = fit(tmp_path / "whole", 4, "optimizer=adam", "callbacks.early_stopping=null")
+    plain, _, _ = fit(tmp_path / "plain", 1, "optimizer=adam", "callbacks.early_stopping=null")
+    cfg = make_cfg(tmp_path / "cut", "optimizer=adam", "callbacks.early_stopping=null", "trainer.fused_steps=4",
+                   "trainer.threads=1", "callbacks.step_checkpoint.every_n_train_steps=4")  # fmt: skip
+    ckpt = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build.build_datamodule(cfg)
+    lit = build.build_module(cfg, dm)
+    first = build.build_trainer(cfg, [*build.build_callbacks(cfg), _Kill()], [])
+    lit.train()
+    with pytest.raises(RuntimeError, match="killed"):
+        first.fit(lit, datamodule=dm)
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 8
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm2 = build.build_datamodule(cfg)
+    lit2 = build.build_module(cfg, dm2)
+    second = build.build_trainer(cfg, build.build_callbacks(cfg), [])
+    lit2.train()
+    second.fit(lit2, datamodule=dm2, ckpt_path=str(ckpt))
+    resumed = {k: v.detach().float() for k, v in lit2.net.state_dict().items() if v.is_floating_point()}
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(resumed[name], plain[name], atol=1e-6, rtol=0, msg=name)
+
+
+def _logged(run_dir) -> dict[str, list[tuple[int, float]]]:
+    import csv
+
+    rows = list(csv.DictReader((next(run_dir.rglob("metrics.csv"))).open()))
+    out: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("step", "epoch") and value not in ("", None):
+                out.setdefault(key, []).append((int(row["step"]), round(float(value), 5)))
+    return out
+
+
+def test_fused_steps_log_the_same_steps_and_values(tmp_path):
+    """Per-step values every log_every_n_steps at the same step numbers, epoch metrics on the same step axis."""
+    from nnopt import train
+
+    runs = {}
+    for k in (1, 4):
+        out = tmp_path / f"k{k}"
+        train.run(make_cfg(out, "trainer.log_every_n_steps=3", "l1=0.0001", f"trainer.fused_steps={k}",
+                           "trainer.threads=1"))  # fmt: skip
+        runs[k] = _logged(out)
+    assert runs[1]["train/loss"] and runs[1]["train/loss_l1"]  # the logging happened at all
+    for key in ("train/loss", "train/loss_l1", "val/acc", "train/acc"):
+        assert runs[4][key] == runs[1][key], key
