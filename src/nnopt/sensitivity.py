@@ -345,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dense {result['metric']} = {dense:.6g}{note}; checkpoint {target.ckpt}")
     print(f"wrote {target.out_dir / CSV_NAME}, {target.out_dir / PNG_NAME}")
     if "proposal" in result:
-        print(f"proposal for overall sparsity {args.target:g}: {result['metric']} = {result['proposal_metric']:.4g} "
-              f"(uniform {args.target:g} per layer: {result['uniform_metric']:.4g}), no retraining; fine-tune with:")
+        print(
+            f"proposal for overall sparsity {args.target:g}: {result['metric']} = {result['proposal_metric']:.4g} "
+            f"(uniform {args.target:g} per layer: {result['uniform_metric']:.4g}), no retraining; fine-tune with:"
+        )
         print(f"  nnopt-train <the run's overrides> {override(result['proposal'], args.target)}")
     return 0
 
