@@ -161,3 +161,11 @@ def test_fused_steps_log_the_same_steps_and_values(tmp_path):
     assert runs[1]["train/loss"] and runs[1]["train/loss_l1"]  # the logging happened at all
     for key in ("train/loss", "train/loss_l1", "val/acc", "train/acc"):
         assert runs[4][key] == runs[1][key], key
+
+
+@pytest.mark.parametrize("callback", list(fused.UNSUPPORTED_CALLBACKS))
+def test_fused_steps_refuse_callbacks_they_do_not_support(tmp_path, callback):
+    cfg = make_cfg(tmp_path, "trainer.fused_steps=4", f"callbacks.{callback}.enabled=true")
+    with pytest.raises(ConfigError, match=rf"^trainer\.fused_steps=4 .*callbacks\.{callback} is enabled"):
+        build.build_datamodule(cfg)
+    build.build_datamodule(make_cfg(tmp_path, "trainer.fused_steps=1", f"callbacks.{callback}.enabled=true"))

@@ -80,6 +80,21 @@ def from_trainer(trainer: Mapping[str, Any] | None) -> Fusion:
                   batch_limit=limit if isinstance(limit, int) and not isinstance(limit, bool) else None)  # fmt: skip
 
 
+#: callbacks that drive their own training runs or schedulers per training_step: refused with fused steps
+UNSUPPORTED_CALLBACKS = ("lr_finder", "batch_size_finder", "swa")
+
+
+def check_callbacks(fusion: Fusion, callbacks: Mapping[str, Any] | None) -> None:
+    """Refuse, in one line, callbacks whose semantics fused steps do not keep (before anything is built)."""
+    if not fusion.enabled:
+        return
+    for name in UNSUPPORTED_CALLBACKS:
+        node = (callbacks or {}).get(name)
+        if node is not None and node.get("enabled", True):
+            require(False, f"trainer.{KEY}", fusion.steps,
+                    f"1 while callbacks.{name} is enabled (it is not supported with fused steps)")  # fmt: skip
+
+
 def trainer_kwargs(node: dict[str, Any]) -> Fusion:
     """Pop `fused_steps` from a trainer node (not a Trainer argument); when fused, also the arguments the fused loop
     takes over from Lightning (MOVED). Returns the fusion."""
