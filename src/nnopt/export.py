@@ -71,7 +71,8 @@ def input_contract(info: dict[str, Any]) -> dict[str, Any]:
     elif scale != 1.0:
         scaling = f"raw values / {scale:g}, in [0, 1] (standardised in the graph with the training split's mean/std)"
     else:
-        scaling = "raw values in [0, 1] as the data set stores them (standardised in the graph: training mean/std)"
+        scaling = ("raw values scaled to [0, 1] (8-bit images: pixel / 255), as nnopt's data module loads them; "
+                   "standardised in the graph with the training split's mean/std")
     return {
         "input_name": "input",
         "input_shape": ["N", *shape],
