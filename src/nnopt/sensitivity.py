@@ -106,6 +106,9 @@ def load(target: Target) -> Loaded:
         first = str(exc).splitlines()[0][:200]
         raise SensitivityError(f"checkpoint={target.ckpt}: weights do not fit the model it names ({first})") from None
     module.eval()
+    if getattr(dm, "tensors", None) is None:  # a LightningDataModule of the user's own: Lightning's set-up order
+        dm.prepare_data()
+        dm.setup("test" if target.split == N.TEST else "validate")
     batches = dm.test_dataloader() if target.split == N.TEST else dm.val_dataloader()
     if len(batches) == 0:
         raise SensitivityError(f"--split={target.split}: the {target.split} split of this data set is empty")
