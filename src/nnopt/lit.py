@@ -167,13 +167,15 @@ class TaskModule(pl.LightningModule):
         weights_only: bool | None = None,
         *,
         trusted: Sequence[str] = (),
+        config_dir: str | Path | None = None,
         **kwargs: Any,
     ) -> TaskModule:
         """Rebuild network, optimizer factory and module from an nnopt checkpoint alone, with its weights, in eval mode.
 
         The stored config is untrusted data: only `_target_`s named by nnopt's configs (or the running Hydra app's
-        search path) are built, plus those listed in `trusted` (e.g. your own model's class path). The file is
-        always read with `weights_only=True`; `hparams_file` and extra keyword arguments are not supported.
+        search path) are built, plus those listed in `trusted` (e.g. your own model's class path) or named by the
+        configs in `config_dir` (your own conf/). The file is always read with `weights_only=True`; `hparams_file`
+        and extra keyword arguments are not supported.
 
         Raises:
             CheckpointError: not an nnopt checkpoint, a target nobody chose, or weights that do not fit.
@@ -183,14 +185,19 @@ class TaskModule(pl.LightningModule):
         from omegaconf import open_dict
 
         from nnopt import build, checkpoint
+        from nnopt.config import resolvers
         from nnopt.errors import CheckpointError
 
+        resolvers.register()  # stored configs keep `${oc.env:...}` (and nnopt's resolvers) unresolved
         key = "checkpoint_path"
         if hparams_file is not None or kwargs or weights_only is False:
             raise CheckpointError(f"{key}={checkpoint_path}: nnopt checkpoints load from the file alone "
                                   "(weights_only, no hparams_file or extra arguments)")  # fmt: skip
         ckpt = checkpoint.load(checkpoint_path, key)
-        chosen = [{"_target_": str(t)} for t in trusted] or None
+        from nnopt.config.targets import targets_in_dir
+
+        own = [*trusted, *(targets_in_dir(config_dir) if config_dir is not None else ())]
+        chosen = [{"_target_": str(t)} for t in own] or None
         cfg = checkpoint.trusted_config(ckpt, checkpoint_path, key, chosen=chosen)
         info = ckpt.get(DATA_KEY)
         if not isinstance(info, dict) or not info.get("input_shape") or not info.get("num_classes"):
@@ -224,6 +231,8 @@ def class_metrics(num_classes: int) -> MetricCollection:
         N.RECALL: MulticlassRecall,
         N.F1: MulticlassF1Score,
     }
+    if num_classes == 2:  # binary: area under the ROC curve (the macro mean over both classes equals it)
+        makers[N.AUROC] = MulticlassAUROC
     kwargs = {N.ACC: {"average": "micro"}}
     return MetricCollection(
         {
@@ -260,8 +269,6 @@ class Classifier(TaskModule):
 
     @override
     def on_train_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
-    if num_classes == 2:  # binary: area under the ROC curve (the macro mean over both classes equals it)
-        makers[N.AUROC] = MulticlassAUROC
         self._train_correct = self._train_correct.to(y.device) + (outputs.argmax(1) == y).sum()
         self._train_seen += len(y)
 
