@@ -42,7 +42,8 @@ class Distillation(pl.Callback):
         require(number and temperature > 0, "compression.temperature", temperature, "a number > 0")
         number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
         require(number and 0 <= weight <= 1, "compression.weight", weight, "a number in [0, 1]")
-        checkpoint.load(teacher_ckpt, TEACHER_KEY)  # fail now, before anything is built
+        # fail now, before anything is built (also a file naming foreign code: nnopt.checkpoint.trusted_config)
+        checkpoint.trusted_config(checkpoint.load(teacher_ckpt, TEACHER_KEY), teacher_ckpt, TEACHER_KEY)
         self.teacher_ckpt = str(teacher_ckpt)
         self.temperature = float(temperature)
         self.weight = float(weight)

@@ -31,7 +31,8 @@ class FineTune(pl.Callback):
     def __init__(self, ckpt: str | None, freeze_backbone: bool = False) -> None:
         if not ckpt:
             raise ConfigError("compression=finetune needs a checkpoint: compression.ckpt=<path/to/model.ckpt>")
-        checkpoint.load(ckpt, CKPT_KEY)  # fail now, before anything is built
+        # fail now, before anything is built (also a file naming foreign code: nnopt.checkpoint.trusted_config)
+        checkpoint.trusted_config(checkpoint.load(ckpt, CKPT_KEY), ckpt, CKPT_KEY)
         self.ckpt = str(ckpt)
         self.freeze_backbone = bool(freeze_backbone)
         self.loaded: list[str] = []
