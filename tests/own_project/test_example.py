@@ -18,8 +18,10 @@ from nnopt.metrics import summary as S
 from tests.helpers import CLI_TIMEOUT, QUIET, ROOT, cli_env
 
 EXAMPLE = ROOT / "examples" / "own_project"
-#: ResidualMLP(width, depth=2) on wine's 13 features and 3 classes
+
+
 def residual_mlp_params(width: int, depth: int = 2) -> int:
+    """Parameters of ResidualMLP(width, depth) on wine's 13 features and 3 classes."""
     return (13 * width + width) + depth * (2 * width + width * width + width) + (width * 3 + 3)
 
 
@@ -95,3 +97,14 @@ def test_load_from_checkpoint_trusts_the_users_model_only_when_told(example_run,
             correct += int((model(x).argmax(1) == y).sum())
             seen += len(y)
     assert correct / seen == pytest.approx(summary[S.TEST_ACC], abs=1e-6)
+
+
+def test_nnopt_eval_with_the_same_config_dir(example_run, tmp_path):
+    run_dir, summary = example_run
+    cmd = [str(Path(sys.executable).parent / "nnopt-eval"), "-cd", "conf", f"ckpt_path={summary[S.CKPT_BEST]}",
+           f"hydra.run.dir={tmp_path / 'eval'}", f"paths.log_dir={tmp_path}"]  # fmt: skip
+    env = cli_env(PYTHONPATH=str(EXAMPLE))
+    result = subprocess.run(cmd, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / S.FILENAME).read_text())
+    assert evaluated[S.TEST_ACC] == pytest.approx(summary[S.TEST_ACC], abs=1e-6)

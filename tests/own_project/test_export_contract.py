@@ -71,7 +71,6 @@ def test_float_and_int8_onnx_take_raw_pixels_scaled_to_unit_range(exported):
     assert abs(acc_int8 - summary[S.TEST_ACC]) <= 0.01  # torch's int8 model on the same test split
 
 
-
 def test_onnx_logits_on_raw_inputs_equal_torch_logits_on_standardised_inputs(exported):
     summary, report, raw01, _ = exported
     cfg = make_cfg(Path(summary[S.RUN_DIR]), "data=mnist", f"data.dir={Path(summary[S.RUN_DIR]).parent / 'idx'}")
