@@ -148,8 +148,9 @@ def varying_keys(runs: list[Run]) -> list[str]:
 
 
 def read_curves(run: Run) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch validation accuracy and loss from the CSV logger's metrics.csv (empty if not logged)."""
-    curves: dict[str, list[tuple[int, float]]] = {N.VAL_ACC: [], N.VAL_LOSS: []}
+    """Per-epoch validation accuracy (regression: MSE) and loss from the CSV logger's metrics.csv (empty if not
+    logged)."""
+    curves: dict[str, list[tuple[int, float]]] = {N.VAL_ACC: [], N.VAL_MSE: [], N.VAL_LOSS: []}
     for path in sorted(run.dir.glob("csv*/**/metrics.csv")):
         with path.open(newline="") as fh:
             for row in csv.DictReader(fh):

@@ -72,25 +72,28 @@ def pareto_png(configs: list[Config], path: str | Path, y_key: str | None = None
 
 
 def curves_png(configs: list[Config], path: str | Path) -> Path:
-    """Validation accuracy and loss per epoch, one line per completed run, one colour per config."""
+    """Validation accuracy (regression: MSE) and loss per epoch, one line per completed run, one colour per config."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     cmap = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20")
     plotted = 0
+    read = [[read_curves(run) for run in config.done] for config in configs]
+    logged = [c for runs in read for c in runs]
+    regression = not any(c[N.VAL_ACC] for c in logged) and any(c[N.VAL_MSE] for c in logged)
+    keys = (N.VAL_MSE if regression else N.VAL_ACC, N.VAL_LOSS)
     for i, config in enumerate(configs):
         color = cmap(i % cmap.N)
-        for j, run in enumerate(config.done):
-            curves = read_curves(run)
-            for ax, key in zip(axes, (N.VAL_ACC, N.VAL_LOSS), strict=True):
+        for j, curves in enumerate(read[i]):
+            for ax, key in zip(axes, keys, strict=True):
                 if curves[key]:
                     epochs, values = zip(*curves[key], strict=True)
                     label = f"{i + 1}: {config.label}" if j == 0 and i < MAX_LEGEND else None
                     ax.plot(epochs, values, marker=".", color=color, alpha=0.8, label=label)
                     plotted += 1
-    for ax, key in zip(axes, (N.VAL_ACC, N.VAL_LOSS), strict=True):
+    for ax, key in zip(axes, keys, strict=True):
         ax.set(xlabel="epoch", ylabel=key, title=f"{key} per epoch")
         ax.grid(alpha=0.3)
     if plotted:
-        axes[0].legend(fontsize=7, loc="lower right")
+        axes[0].legend(fontsize=7, loc="upper right" if regression else "lower right")
     else:
         axes[0].text(0.5, 0.5, "no CSV-logged curves", ha="center", va="center", transform=axes[0].transAxes)
     fig.tight_layout()
