@@ -118,8 +118,14 @@ KEYS = {"eval": "ckpt_path", "export": "ckpt_path", "distill": "compression.teac
         "finetune": "compression.ckpt", "resume": "ckpt_path"}  # fmt: skip
 
 
-@pytest.mark.parametrize("craft", ["top", "nested"])
-@pytest.mark.parametrize("entry", list(ENTRIES))
+# every entry point with the nested payloads (recursive instantiate); the top-level one for all in the slow tier
+CRAFTED = [(entry, "nested") for entry in ENTRIES] + [
+    (entry, "top") if entry in ("eval", "resume") else pytest.param(entry, "top", marks=pytest.mark.slow)
+    for entry in ENTRIES
+]
+
+
+@pytest.mark.parametrize(("entry", "craft"), CRAFTED)
 def test_crafted_checkpoint_runs_no_code(world, entry, craft):
     root = world["root"]
     before = snapshot(root)
