@@ -62,3 +62,32 @@ def test_secret_task_name_is_refused_before_anything_is_created(tmp_path):
     assert "Traceback" not in result.stderr
     assert SECRETS["MY_API_KEY"] not in result.stderr + result.stdout
     assert not logs.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_run_config_keeps_env_interpolations_and_redacts_secret_values(monkeypatch):
+    """The unit behind the CLI test: what build_module stores (no CLI, so every rule is checked in milliseconds)."""
+    from omegaconf import OmegaConf
+
+    from nnopt import secrets
+
+    monkeypatch.setenv("MY_API_KEY", SECRETS["MY_API_KEY"])
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    monkeypatch.setenv("SHORT_TOKEN", "abc")  # too short to be a secret worth redacting everywhere
+    cfg = OmegaConf.create({
+        "tags": ["${oc.env:MY_API_KEY}", "plain"], "note": "${oc.env:DATA_ROOT}",
+        "copy": "${tags[0]}", "short": "${oc.env:SHORT_TOKEN}",
+        "data": {"dir": "${oc.env:DATA_ROOT}/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8},
+    })  # fmt: skip
+    stored = secrets.run_config(cfg)
+    assert stored == {
+        "tags": ["\\${oc.env:MY_API_KEY}", "plain"],  # top level: an escaped literal, never resolved again
+        "note": "\\${oc.env:DATA_ROOT}",
+        "copy": "<redacted $MY_API_KEY>",  # reached through another key: the value is redacted
+        "short": "\\${oc.env:SHORT_TOKEN}",
+        "data": {"dir": "${oc.env:DATA_ROOT}/digits", "key": "\\${oc.env:MY_API_KEY}", "batch_size": 8},
+    }
+    again = OmegaConf.create(stored)  # as nnopt-eval reads it, without the secret in its environment
+    monkeypatch.delenv("MY_API_KEY")
+    assert OmegaConf.to_container(again, resolve=True)["data"] == {
+        "dir": "/data/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8}  # fmt: skip
+    assert secrets.run_config(again) == {**stored, "copy": "<redacted $MY_API_KEY>"}  # stable when stored again
