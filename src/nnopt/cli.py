@@ -158,6 +158,8 @@ def check_optional(cfg: DictConfig) -> None:
         module = _TARGET_NEEDS.get(target.rsplit(".", 1)[-1])
         if module is None or installed(module):
             continue
+        if OmegaConf.select(cfg, f"{path}.if_installed", default=None) == module:  # e.g. logger=many: skipped
+            continue
         group = path.split(".")[0]
         if group == "hydra":
             group = "/".join(path.split(".")[:2])

@@ -100,3 +100,15 @@ def test_many_skips_mlflow_only_where_it_is_not_installed(tmp_path, monkeypatch)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     assert [type(lg).__name__ for lg in tracking.build_loggers(cfg)] == ["CSVLogger", "TensorBoardLogger"]
+
+
+def test_precheck_names_the_extra_for_logger_mlflow_but_not_for_many(tmp_path, capsys, monkeypatch):
+    from nnopt import cli
+
+    monkeypatch.setattr(cli, "installed", lambda module: module != "mlflow")
+    cli.check_optional(make_cfg(tmp_path, "logger=many"))  # no exit: many runs without mlflow
+    with pytest.raises(SystemExit) as stop:
+        cli.check_optional(make_cfg(tmp_path, "logger=mlflow"))
+    assert stop.value.code == cli.BAD_INPUT_EXIT
+    line = capsys.readouterr().err.strip()
+    assert line == "nnopt: error: logger.mlflow needs the 'mlflow-skinny' package: pip install 'nnopt[mlflow]'"
