@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from nnopt import distributed, train
+from nnopt import checkpoint, distributed, train
 from nnopt.errors import CheckpointError, ConfigError
 from nnopt.metrics import summary as S
 from tests.helpers import cli_env, make_cfg, run_cli
@@ -30,7 +31,7 @@ SLURM_2x2 = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": 
     ],
 )
 def test_impossible_device_requests_are_refused(tmp_path, overrides, environ, match):
-    if "no CUDA" in match and distributed.torch.cuda.is_available():
+    if "no CUDA" in match and torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     with pytest.raises(ConfigError, match=match):
         distributed.check(make_cfg(tmp_path, *overrides), environ)
@@ -69,4 +70,5 @@ def test_resume_refuses_a_stale_checkpoint_of_another_config(tmp_path):
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
     cfg = make_cfg(tmp_path / "new", "resume=true")
-    assert distributed.auto_resume(cfg) is None and cfg.get("ckpt_path") is None
+    assert checkpoint.resolve_resume(cfg) is None
+    assert cfg.get("ckpt_path") is None

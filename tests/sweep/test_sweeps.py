@@ -41,10 +41,11 @@ def test_grid_2x2_report_has_4_correct_rows(tmp_path: Path) -> None:
     for summary in runs.values():
         label = " ".join(o for o in summary["overrides"] if o.startswith("optimizer"))
         assert rows[label][2] == "1/1"
-        assert rows[label][3] == f"{summary[S.TEST_ACC] * 100:.2f}"
-        assert rows[label][4] == f"{summary[S.TEST_F1] * 100:.2f}"
-    accs = [float(r[3]) for r in sorted(rows.values(), key=lambda r: int(r[0]))]
-    assert accs == sorted(accs, reverse=True)
+        assert rows[label][3] == f"{summary[S.VAL_ACC_BEST]:.4g}"  # ranked on validation data
+        assert rows[label][4] == f"{summary[S.TEST_ACC] * 100:.2f}"  # test reported beside it
+        assert rows[label][5] == f"{summary[S.TEST_F1] * 100:.2f}"
+    vals = [float(r[3]) for r in sorted(rows.values(), key=lambda r: int(r[0]))]
+    assert vals == sorted(vals, reverse=True)
     assert all((sweep / f).stat().st_size > 0 for f in ("report.csv", "pareto.png", "curves.png"))
 
 
