@@ -59,7 +59,9 @@ def full_error() -> bool:
 
 
 def fail(message: str, code: int = BAD_INPUT_EXIT) -> None:
-    print(f"nnopt: error: {message}", file=sys.stderr)
+    from nnopt.secrets import redact
+
+    print(f"nnopt: error: {redact(message)}", file=sys.stderr)  # `optimizer.lr=${oc.env:MY_API_KEY}` names no key
     sys.exit(code)
 
 
