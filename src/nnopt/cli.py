@@ -318,6 +318,9 @@ def is_multirun() -> bool:
 
 def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run `task`; turn failures into one line (single run) or a recorded failure (multirun)."""
+    from nnopt import runtime
+
+    runtime.configure()  # again: launcher workers (joblib, submitit) start fresh processes that never ran main()
     try:
         return task(cfg)
     except NnoptError as exc:

@@ -4,6 +4,7 @@ warnings."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pty
 import re
@@ -13,6 +14,9 @@ import sys
 import termios
 from collections import Counter
 
+from omegaconf import OmegaConf
+
+from nnopt import cli
 from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -58,3 +62,13 @@ def test_default_run_output_fits_80_columns(tmp_path):
     assert max(map(len, drawn)) <= 80, max(drawn, key=len)
     warnings = Counter(ln for ln in lines if "Warning" in ln)
     assert all(n == 1 for n in warnings.values()), warnings
+
+
+def test_every_job_process_gets_the_filters(monkeypatch):
+    """Launcher workers (joblib, submitit) never run main(): the job wrapper sets the process up itself."""
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    monkeypatch.setattr(rank_zero, "filters", [])
+    tip = logging.LogRecord(rank_zero.name, logging.INFO, __file__, 1, "💡 Tip: try installing litlogger", None, None)
+    assert rank_zero.filter(tip)  # nothing set up yet: the tip would print
+    job_sees = cli.guarded(lambda cfg: rank_zero.filter(tip), OmegaConf.create({"paths": {"output_dir": "."}}))
+    assert not job_sees
