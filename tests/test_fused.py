@@ -20,6 +20,7 @@ CASES = {
     "accumulation_clip_callback": ["optimizer=momentum", "trainer.accumulate_grad_batches=3",
                                    "callbacks.grad_clip.enabled=true", "callbacks.grad_clip.max_norm=0.5"],
     "ema_step_schedule": ["schedule=step", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9"],
+    "bf16_mixed": ["trainer.precision=bf16-mixed", "schedule=cosine"],  # through manual_backward (precision plugin)
 }  # fmt: skip
 
 
@@ -41,6 +42,7 @@ def test_fused_steps_give_the_same_weights(tmp_path, case):
     plain, t1, m1 = fit(tmp_path, 1, *CASES[case])
     fused16, t16, m16 = fit(tmp_path, 16, *CASES[case])
     assert m1.automatic_optimization and not m16.automatic_optimization
+    assert fused.plain_backward(m16) is (case != "bf16_mixed")  # loss.backward() only where nothing else is owed
     assert t16.num_training_batches < t1.num_training_batches  # it did fuse: fewer training_steps
     assert t16.global_step == t1.global_step  # the same number of optimizer steps
     assert plain.keys() == fused16.keys() and plain

@@ -6,7 +6,8 @@ one `training_step` pays it once per K steps while each optimizer step stays wha
 
 - the training data comes in groups of K x `accumulate_grad_batches` consecutive batches (`GroupedBatches`, the
   same order and the same resume state as the plain loader), run with manual optimisation: `manual_backward`
-  (precision plugins, DDP gradient sync) and the Lightning optimizer's `step()` (so `on_before_optimizer_step`
+  (precision plugins, DDP gradient sync; a plain `loss.backward()` where that is all it would do) and the
+  Lightning optimizer's `step()` (so `on_before_optimizer_step`
   runs for every callback and the module, per step: gradient clipping, pruning's gradient masks);
 - gradient accumulation and `gradient_clip_val` move from the Trainer (Lightning forbids them with manual
   optimisation) to this loop: the loss is divided by the accumulation count as Lightning does, and clipping runs
@@ -30,8 +31,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import WeightAveraging
+from pytorch_lightning.plugins.precision import DoublePrecision, Precision
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from nnopt import _compat
 from nnopt.errors import require
@@ -170,6 +175,7 @@ def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict
     first_step = trainer.global_step
     first_batch = batch_idx * fusion.group_size  # index of the group's first batch in the epoch
     per_step_callbacks = [cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)]
+    backward = (lambda t: t.backward()) if plain_backward(module) else module.manual_backward
     losses = []
     for start in range(0, len(group), fusion.accumulate):
         window = group[start : start + fusion.accumulate]
@@ -178,7 +184,7 @@ def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict
         optimizer.zero_grad()
         for x, y in window:
             loss = module.train_loss(x, y, log_now)
-            module.manual_backward(loss / fusion.accumulate)
+            backward(loss / fusion.accumulate)
         optimizer.step()
         losses.append(loss.detach())
         _step_schedulers(module, "step", first_batch + start + len(window) - 1)
@@ -226,6 +232,20 @@ class StepCounts:
 def schedule_view(trainer: Any, fusion: Fusion) -> Any:
     """What `configure_optimizers` hands to a schedule: the trainer itself, or its StepCounts when fused."""
     return StepCounts(trainer, fusion) if fusion.enabled else trainer
+
+
+def plain_backward(module: TaskModule) -> bool:
+    """Whether `loss.backward()` is all `manual_backward` would do: one device, plain 32/64-bit precision, and
+    neither a callback nor the module hooks into backward (then two hook dispatches per step are saved)."""
+    trainer = module.trainer
+    if type(trainer.precision_plugin) not in (Precision, DoublePrecision):
+        return False
+    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+        return False
+    hooks = ("on_before_backward", "on_after_backward")
+    if any(is_overridden(h, cb, pl.Callback) for cb in trainer.callbacks for h in hooks):
+        return False
+    return not any(is_overridden(h, module, pl.LightningModule) for h in (*hooks, "backward"))
 
 
 def _step_schedulers(module: TaskModule, interval: str, batch_index: int | None) -> None:

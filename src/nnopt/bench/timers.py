@@ -18,7 +18,9 @@ class EpochTimer(pl.Callback):
     """Writes per-epoch times to `path` (JSON) as training goes.
 
     `train_s` runs from the epoch's start to the start of validation (the training pass only, like a bare loop
-    without evaluation); `epoch_s` runs to the end of the epoch (validation and checkpointing included).
+    without evaluation); `epoch_s` runs to the end of the epoch (validation and checkpointing included);
+    `train_cpu_s` is the process CPU time of the training pass (with 1 thread: the work done, barely affected by
+    other jobs on a shared machine).
     With `target_acc`, the test split is scored after every epoch (outside the clock) and training stops once
     it reaches the target: the time-to-accuracy measurement.
     """
@@ -29,6 +31,7 @@ class EpochTimer(pl.Callback):
         self.profile_epoch = profile_epoch  # cProfile this epoch's training pass into <path>.prof
         self.epochs: list[dict[str, float]] = []
         self._start = self._train_end = None
+        self._cpu_start = self._cpu_train = 0.0
         self._profiler: cProfile.Profile | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -36,10 +39,12 @@ class EpochTimer(pl.Callback):
             self._profiler = cProfile.Profile()
             self._profiler.enable()
         self._start, self._train_end = time.perf_counter(), None
+        self._cpu_start, self._cpu_train = time.process_time(), 0.0
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._start is not None and self._train_end is None and not trainer.sanity_checking:
             self._train_end = time.perf_counter()
+            self._cpu_train = time.process_time() - self._cpu_start
             self._stop_profile()
 
     def _stop_profile(self) -> None:
@@ -53,7 +58,8 @@ class EpochTimer(pl.Callback):
             return
         end = time.perf_counter()
         self._stop_profile()
-        record = {"train_s": (self._train_end or end) - self._start, "epoch_s": end - self._start}
+        record = {"train_s": (self._train_end or end) - self._start, "epoch_s": end - self._start,
+                  "train_cpu_s": self._cpu_train or time.process_time() - self._cpu_start}  # fmt: skip
         if self.target_acc is not None:
             record["test_acc"] = test_accuracy(pl_module, trainer.datamodule)
             if record["test_acc"] >= self.target_acc:
