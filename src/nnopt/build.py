@@ -166,7 +166,8 @@ def data_info(dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
         "name": (cfg.data.get("name") if isinstance(cfg.get("data"), DictConfig) else None) or type(dm).__name__,
         "task": getattr(dm, "task", "classification"),
     }
-    for key in ("input_mean", "input_std", "input_scale"):
+    regression = ("target_mean", "target_std") if info["task"] == "regression" else ()  # metrics' original units
+    for key in ("input_mean", "input_std", "input_scale", *regression):
         if getattr(dm, key, None) is not None:
             info[key] = plain(getattr(dm, key))
     return info

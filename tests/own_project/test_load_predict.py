@@ -62,3 +62,15 @@ def test_load_needs_the_stored_input_shape(trained, tmp_path):
     torch.save(ckpt, old)
     with pytest.raises(CheckpointError, match="stores no input shape"):
         Classifier.load_from_checkpoint(old)
+
+
+def test_regressor_loads_with_its_target_scale(tmp_path):
+    from nnopt.regression import Regressor
+
+    cfg = make_cfg(tmp_path, "data=diabetes", "model.hidden=[32]", "test_ckpt=last")
+    summary = run(cfg)
+    model = Regressor.load_from_checkpoint(summary[S.CKPT_LAST])
+    assert model.target_std > 1.0  # diabetes targets (25-346): the original units are restored from the file
+    x, y = build.build_datamodule(cfg).tensors["test"]
+    metrics = predictor().test(model, DataLoader(TensorDataset(x, y), batch_size=1024), verbose=False)[0]
+    assert metrics["test/mse"] == pytest.approx(summary["test/mse"], rel=1e-5)
