@@ -91,3 +91,13 @@ def test_run_config_keeps_env_interpolations_and_redacts_secret_values(monkeypat
     assert OmegaConf.to_container(again, resolve=True)["data"] == {
         "dir": "/data/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8}  # fmt: skip
     assert secrets.run_config(again) == {**stored, "copy": "<redacted $MY_API_KEY>"}  # stable when stored again
+
+
+def test_a_secret_as_a_bad_value_is_not_printed(tmp_path):
+    logs = tmp_path / "logs"
+    result = run_cli("train", *FAST, "optimizer.lr=${oc.env:MY_API_KEY}", log_dir=logs, env=cli_env(**SECRETS))
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("nnopt: error: optimizer.lr="), lines
+    assert "<redacted $MY_API_KEY>" in lines[0] and SECRETS["MY_API_KEY"] not in result.stderr + result.stdout
+    assert not logs.exists()
