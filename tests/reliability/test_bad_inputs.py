@@ -170,6 +170,7 @@ CASES = [
     ("train", ["hydra.run.dir=/proc/nnopt"], "hydra.run.dir=/proc/nnopt cannot be created"),
     ("train", ["hydra.run.dir={text}/run"], "notes.ckpt is not a directory"),
     ("train", ["-m", "hydra.sweep.dir=/proc/nnopt", "seed=1,2"], "hydra.sweep.dir=/proc/nnopt cannot be created"),
+    ("train", ["hparams_search=digits_tpe", "hydra.sweep.dir=/proc/tpe"], "sweep.dir=/proc/tpe cannot be created"),
     # every other bounded schema value (test_every_bounded_schema_key_has_a_case keeps this list complete)
     ("train", ["l1=-1"], "l1=-1 is out of range"),
     ("train", ["data.eval_batch_size=0"], "data.eval_batch_size=0 is out of range"),
