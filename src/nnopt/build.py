@@ -120,6 +120,8 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     node = OmegaConf.to_container(cfg.data, resolve=True)
     cls = _target_class(node, "data")
     declared = {k: node.pop(k) for k in DATA_KEYS if k in node}
+    if isinstance(cls, type) and issubclass(cls, InMemoryDataModule):
+        declared.pop("input_shape", None)  # known once its arrays are loaded; **kwargs would hand it to the base
     offered = accepted(cls, {**declared, "seed": cfg.seed}) if cls is not None else {**declared, "seed": cfg.seed}
     dm = instantiate({**node, **offered}, what="data", _convert_="all")
     if not isinstance(dm, pl.LightningDataModule):

@@ -23,8 +23,9 @@ def _example_importable(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
 
 
-def test_in_memory_path_is_the_default(tmp_path):
-    dm = build.build_datamodule(make_cfg(tmp_path))
+@pytest.mark.parametrize("declared", [[], ["+data.input_shape=[1,28,28]"]])
+def test_in_memory_path_is_the_default(tmp_path, declared):
+    dm = build.build_datamodule(make_cfg(tmp_path, *declared))  # a declared input_shape is accepted, not needed
     assert isinstance(dm, InMemoryDataModule)
     assert dm.tensors is not None and dm.input_shape == (1, 28, 28)
 
