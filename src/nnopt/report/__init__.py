@@ -118,4 +118,7 @@ def _write_single(report: Report) -> list[Path]:
     from nnopt.report.batch_size import batch_size_png
 
     extra = batch_size_png(report.configs, out / "batch_size.png")  # only for sweeps over data.batch_size
+    if extra is not None:
+        md = (out / "report.md").read_text() + "![Accuracy and training time vs batch size](batch_size.png)\n"
+        S.write_atomic(out / "report.md", md)
     return [out / f for f in OUTPUTS] + ([extra] if extra is not None else [])
