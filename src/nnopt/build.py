@@ -28,6 +28,7 @@ from nnopt.data.base import InMemoryDataModule
 from nnopt.errors import CheckpointError, ConfigError, NnoptError
 from nnopt.io import with_atomic_checkpoint_io
 from nnopt.lit import Classifier
+from nnopt.optim import full_batch
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
         dm.prepare()  # load and check now: shapes are needed for the model, errors must come before training
     else:
         _declare_shapes(dm, declared, str(node["_target_"]))
+    full_batch.check(cfg)  # optimizer=gd/lbfgs settings Lightning cannot run
     if (cfg.get("optimizer") or {}).get("full_batch"):  # gd/lbfgs: one step per epoch over the whole split
         if not hasattr(dm, "split_sizes"):
             name = cfg.optimizer.get("name")
