@@ -169,7 +169,7 @@ def group_label(run: Run) -> str:
     """What may be ranked together: one sweep dir, one task, one data set; `nnopt-eval` re-tests apart."""
     summary = run.summary or {}
     choices = summary.get(S.CHOICES) if isinstance(summary.get(S.CHOICES), dict) else {}
-    parts = [f"sweep {run.sweep}" if run.sweep else "single runs"]
+    parts = [{"": "single runs", ".": "this sweep"}.get(run.sweep, f"sweep {run.sweep}")]
     if summary.get("task_name"):
         parts.append(f"task {summary['task_name']}")
     if choices.get("data"):
