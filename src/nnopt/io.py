@@ -131,10 +131,10 @@ def _checkpoint_io_class() -> type:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "AtomicCheckpointIO":
-        cls = _checkpoint_io_class()
-        globals()[name] = cls
-        return cls
+    if name == "AtomicCheckpointIO":  # one class object: pickling and isinstance checks rely on it
+        if name not in globals():
+            globals()[name] = _checkpoint_io_class()
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -159,3 +159,18 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path):
         assert S.read_summary(run)[S.STATUS] == S.FAILED
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_checkpoint_io_plugin_list():
+    """Ours is added once; a CheckpointIO the user configured wins; it pickles (ddp_spawn sends the trainer)."""
+    import pickle
+
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    (ours,) = nio.with_atomic_checkpoint_io(None)
+    assert type(ours).__name__ == "AtomicCheckpointIO" and isinstance(ours, TorchCheckpointIO)
+    assert type(pickle.loads(pickle.dumps(ours))) is type(ours)
+    user = TorchCheckpointIO()
+    assert nio.with_atomic_checkpoint_io([user]) == [user]
+    other = nio.with_atomic_checkpoint_io("bf16")
+    assert other[0] == "bf16" and type(other[1]) is type(ours)
