@@ -82,8 +82,11 @@ def _write_grouped(report: Report) -> list[Path]:
     from nnopt.report.plots import curves_png, pareto_png
 
     out = report.sweep_dir
-    parts = [f"# Report: `{out.resolve().name}`: {len(report.groups)} groups, each ranked on its own", "",
-             "Runs of different sweeps, tasks or data sets (and `nnopt-eval` re-tests) are never ranked together."]
+    parts = [
+        f"# Report: `{out.resolve().name}`: {len(report.groups)} groups, each ranked on its own",
+        "",
+        "Runs of different sweeps, tasks or data sets (and `nnopt-eval` re-tests) are never ranked together.",
+    ]
     rows: list[dict[str, str]] = []
     header: dict[str, None] = {"group": None}
     paths = [out / "report.md", out / "report.csv"]

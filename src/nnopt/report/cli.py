@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime.configure()
     parser = argparse.ArgumentParser(prog="nnopt-report", description=__doc__)
     parser.add_argument("sweep_dir", help="a multirun dir (logs/<task>/multiruns/<stamp>) or a single run dir")
-    parser.add_argument("--sort-by", default=None,
-                        help="summary key to rank configs by (default: val/acc_best, or val/mse_best for regression)")
+    parser.add_argument(
+        "--sort-by",
+        default=None,
+        help="summary key to rank configs by (default: val/acc_best, or val/mse_best for regression)",
+    )
     order = parser.add_mutually_exclusive_group()
     order.add_argument("--ascending", dest="ascending", action="store_true", default=None, help="smaller is better")
     order.add_argument("--descending", dest="ascending", action="store_false", help="larger is better")
