@@ -255,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-cd", "--config-dir", default=None,
                         help="your own conf/ dir: trust the model/data targets its configs name")  # fmt: skip
     args = parser.parse_args(argv)
+    from nnopt import cli
+
+    for module in ("onnx", "onnxscript", *(() if args.no_verify else ("onnxruntime",))):  # the `export` extra
+        if not cli.installed(module):
+            cli.fail(cli.missing_extra(module, "nnopt-export"))
     try:
         report = export_run(args.target, args.out, verify=not args.no_verify, config_dir=args.config_dir)
     except NnoptError as exc:

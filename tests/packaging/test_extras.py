@@ -66,3 +66,18 @@ def test_console_entry_point_without_wandb(tmp_path):
         "nnopt: error: logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"
     ]
     assert not list(tmp_path.iterdir())
+
+
+def test_nnopt_export_without_onnx_names_the_export_extra(tmp_path):
+    from nnopt.train import run
+    from tests.helpers import make_cfg
+
+    run(make_cfg(tmp_path / "run", "logger=none", "trainer.max_epochs=1", "model.hidden=[16]"))
+    code = "import sys; sys.modules['onnx'] = None; from nnopt.export import main; main()"
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run"), "--out", str(tmp_path / "onnx")],
+                            capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=CLI_TIMEOUT)  # fmt: skip
+    assert result.returncode == cli.BAD_INPUT_EXIT, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "nnopt: error: nnopt-export needs the 'onnx' package: pip install 'nnopt[export]'"
+    ]
+    assert not (tmp_path / "onnx").exists()
