@@ -13,6 +13,7 @@ Runs go in-process into a temporary folder; only the tables and the plot are wri
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import statistics
@@ -32,7 +33,9 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagra
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs (1-min load {load:.1f} when written: times compare only "
+            f"within a table), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
 
 
