@@ -26,6 +26,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 _received: int | None = None
 _deferred = False
 _saved_to: str | None = None
+_saved_step: int | None = None
 
 
 class Interrupted(BaseException):
@@ -50,9 +51,14 @@ def saved_to() -> str | None:
     return _saved_to
 
 
-def note_saved(path: str) -> None:
-    global _saved_to
-    _saved_to = path
+def saved_step() -> int | None:
+    """The optimizer step that checkpoint holds (`resume=true` continues after it)."""
+    return _saved_step
+
+
+def note_saved(path: str, step: int) -> None:
+    global _saved_to, _saved_step
+    _saved_to, _saved_step = path, step
 
 
 def defer(on: bool) -> None:
@@ -63,8 +69,8 @@ def defer(on: bool) -> None:
 
 def reset() -> None:
     """Forget a signal (tests, and a multirun's next job after the sweep decided what to do)."""
-    global _received, _deferred, _saved_to
-    _received, _deferred, _saved_to = None, False, None
+    global _received, _deferred, _saved_to, _saved_step
+    _received, _deferred, _saved_to, _saved_step = None, False, None, None
 
 
 def _handler(signum: int, _frame: Any) -> None:

@@ -196,6 +196,7 @@ class RunRecorder:
             self.summary[S.STATUS] = S.INTERRUPTED
             self.summary[S.ERROR] = f"interrupted by {signal.Signals(signum).name}"
             self.summary[S.CKPT_LAST] = interrupt.saved_to()
+            self.summary[S.TRAIN_STEPS] = interrupt.saved_step()
         else:
             self.summary[S.STATUS] = S.FAILED
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

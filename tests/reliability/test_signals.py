@@ -57,6 +57,7 @@ def test_signal_interrupts_saves_and_resumes(tmp_path, signum, uninterrupted):
     assert summary[S.ERROR] == f"interrupted by {signum.name}"
     last = run / "checkpoints" / "last.ckpt"
     assert summary[S.CKPT_LAST] == str(last)
+    assert summary[S.TRAIN_STEPS] == AT_STEP + 1
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == AT_STEP + 1  # saved at the end of the step the signal came in
 

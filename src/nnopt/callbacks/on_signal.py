@@ -38,7 +38,7 @@ class SaveOnSignal(pl.Callback):
         self._saved = True
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
-            interrupt.note_saved(str(self.path))
+            interrupt.note_saved(str(self.path), trainer.global_step)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
