@@ -109,8 +109,9 @@ def run_export(path: Path, out: Path):
 ENTRIES = {
     "eval": lambda p, logs: run_cli("eval", f"ckpt_path={p}", "efficiency.latency_repeats=1", log_dir=logs),
     "export": lambda p, logs: run_export(p, logs / "onnx"),
-    "distill": lambda p, logs: run_cli("train", *FAST, "compression=distill", f"compression.teacher_ckpt={p}",
-                                       log_dir=logs),
+    "distill": lambda p, logs: run_cli(
+        "train", *FAST, "compression=distill", f"compression.teacher_ckpt={p}", log_dir=logs
+    ),
     "finetune": lambda p, logs: run_cli("train", *FAST, "compression=finetune", f"compression.ckpt={p}", log_dir=logs),
     "resume": lambda p, logs: run_cli("train", *FAST, f"ckpt_path={p}", log_dir=logs),
 }

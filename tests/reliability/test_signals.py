@@ -43,8 +43,15 @@ def uninterrupted(tmp_path_factory) -> dict:
     return json.loads((root / "run" / S.FILENAME).read_text())
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow),
-                                    pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGTERM,
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+        pytest.param(signal.SIGUSR1, marks=pytest.mark.slow),
+    ],
+    ids=lambda s: s.name,
+)
 def test_signal_interrupts_saves_and_resumes(tmp_path, signum, uninterrupted):
     run = tmp_path / "run"
     common = [*COMMON, f"hydra.run.dir={run}"]
