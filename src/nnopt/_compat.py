@@ -14,6 +14,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("lightning_fabric.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
     ("pytorch_lightning.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
     ("pytorch_lightning.LightningModule", "_trainer"),
+    ("pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop", "_batches_that_stepped"),
     ("optuna.study.Study", "_storage"),
     ("optuna.study.Study", "_study_id"),
     ("optuna.trial.FrozenTrial", "_trial_id"),
@@ -34,6 +35,14 @@ def replace_hydra_subprocess_command(
     from pytorch_lightning.strategies.launchers import subprocess_script as launcher
 
     launcher._hydra_subprocess_cmd = make(fabric_launcher._hydra_subprocess_cmd)
+
+
+def count_logged_steps(trainer: Any, extra: int) -> None:
+    """Add `extra` optimizer steps to the step counter Lightning logs against (nnopt.fused: one training_step runs
+    several optimizer steps, Lightning counts one); without it loggers' step axis would count training_steps.
+    Saved in checkpoints by Lightning, so a resumed run continues the same axis."""
+    if extra:
+        trainer.fit_loop.epoch_loop._batches_that_stepped += extra
 
 
 def attached_trainer(module: Any) -> Any:

@@ -20,7 +20,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnopt import checkpoint, secrets, threads
+from nnopt import checkpoint, fused, secrets, threads
 from nnopt.callbacks.on_signal import SaveOnSignal
 from nnopt.callbacks.rank_agreement import RankAgreement
 from nnopt.callbacks.throughput import TrainThroughput
@@ -137,6 +137,12 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
             name = cfg.optimizer.get("name")
             raise ConfigError(f"optimizer={name} (full batch) needs an nnopt in-memory data module (load_arrays)")
         dm.batch_size = dm.split_sizes()["train"]
+    fusion = fused.from_trainer(cfg.get("trainer"))
+    fused.check_callbacks(fusion, cfg.get("callbacks"))
+    if fusion.enabled:  # trainer.fused_steps: the training loader yields groups of consecutive batches
+        if not isinstance(dm, InMemoryDataModule):
+            raise ConfigError(f"trainer.fused_steps={fusion.steps} needs an nnopt in-memory data module; use 1")
+        dm.train_grouping = fusion.grouping
     return dm
 
 
@@ -225,6 +231,7 @@ def build_module(cfg: DictConfig, dm: pl.LightningDataModule) -> Classifier:
         l1=cfg.get("l1", 0.0),
         run_config=secrets.run_config(cfg),  # ${oc.env:...} kept unresolved, secret values redacted
         schedule=instantiate_node(cfg.schedule) if cfg.get("schedule") and "_target_" in cfg.schedule else None,
+        fusion=fused.from_trainer(cfg.get("trainer")),
     )
     if getattr(dm, "task", "classification") == "regression":  # data.task: the data config declares the task
         from nnopt.regression import Regressor
@@ -269,6 +276,7 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
     threads.apply(node)  # pops trainer.threads (not a Trainer argument), sets torch's CPU threads
+    fused.trainer_kwargs(node)  # pops trainer.fused_steps; fused: the loop takes over accumulation and clipping
     # checkpoints go through a same-directory temp file + fsync + rename (nnopt.io), after the user's own plugins
     plugins = with_atomic_checkpoint_io(instantiate(node.pop("plugins", None) or [], _convert_="all"))
     return instantiate(node, callbacks=callbacks, logger=loggers or False, plugins=plugins, _convert_="all")

@@ -26,7 +26,7 @@ from torchmetrics.classification import (
 )
 from typing_extensions import override
 
-from nnopt import _compat
+from nnopt import _compat, fused
 from nnopt.checkpoint import CONFIG_KEY, DATA_KEY
 from nnopt.metrics import names as N
 
@@ -48,6 +48,7 @@ class TaskModule(pl.LightningModule):
         run_config: the resolved run config, stored in every checkpoint (`nnopt.checkpoint.CONFIG_KEY`).
         schedule: an `nnopt.optim.schedules` factory, or None for a constant lr; Lightning steps it.
         l1: weight of an L1 penalty on weight matrices/kernels.
+        fusion: `trainer.fused_steps` > 1: several optimizer steps per training_step (see nnopt.fused).
     """
 
     def __init__(
@@ -57,8 +58,11 @@ class TaskModule(pl.LightningModule):
         run_config: dict[str, Any] | None = None,
         schedule: Any = None,
         l1: float = 0.0,
+        fusion: fused.Fusion | None = None,
     ) -> None:
         super().__init__()
+        self.fusion = fusion or fused.Fusion()  # trainer.fused_steps (nnopt.fused)
+        self.automatic_optimization = not self.fusion.enabled
         self.net = net
         self.optimizer_factory = optimizer
         self.schedule = schedule
@@ -119,20 +123,46 @@ class TaskModule(pl.LightningModule):
         """Per-step bookkeeping of training outputs (e.g. running accuracy counts); none by default."""
 
     @override
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        if isinstance(batch, fused.BatchGroup):  # trainer.fused_steps > 1
+            out = fused.training_step(self, batch, batch_idx)
+            self.log(N.TRAIN_LOSS, out["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
+            return out
         x, y = batch
+        return self.train_loss(x, y, self._log_this_step())
+
+    def train_loss(self, x: torch.Tensor, y: torch.Tensor, log_now: bool) -> torch.Tensor:
+        """One batch's training loss (criterion + loss terms), logged when `log_now`; fused steps log by hand."""
         outputs = self(x)
         loss = self.task_weight * self.criterion(outputs, y)
-        log_now = self._log_this_step()
+        logged = {}
         for name, term in self.loss_terms.items():
             value = term(self, x, outputs, y)
             if log_now:
-                self.log(N.key(N.TRAIN, f"loss_{name}"), value, on_step=True, on_epoch=False, batch_size=len(y))
+                logged[N.key(N.TRAIN, f"loss_{name}")] = value
             loss = loss + value
         self.on_train_outputs(outputs.detach(), y)
         if log_now:
-            self.log(N.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+            logged[N.TRAIN_LOSS] = loss
+            if self.fusion.enabled:
+                self._fused_logged = {k: v.detach() for k, v in logged.items()}
+            else:
+                for key, value in logged.items():
+                    self.log(key, value, on_step=True, on_epoch=False, prog_bar=key == N.TRAIN_LOSS,
+                             batch_size=len(y))  # fmt: skip
         return loss
+
+    def log_fused_step(self, step: int) -> None:
+        """Fused steps: the values of optimizer step `step` straight to the loggers, at the step number (and with
+        the `epoch` key) Lightning would have used; Lightning itself only logs once per training_step."""
+        values = {k: float(v) for k, v in getattr(self, "_fused_logged", {}).items()}
+        values["epoch"] = self.current_epoch
+        for logger in self.loggers:
+            logger.log_metrics(values, step=step)
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        fused.clip(self, optimizer)  # fused steps only: the Trainer's gradient_clip_val, after every callback's
 
     def _log_this_step(self) -> bool:
         """Per-step values reach loggers only every `log_every_n_steps`; skipping `self.log` on the other steps
@@ -143,11 +173,17 @@ class TaskModule(pl.LightningModule):
         return (self.global_step + 1) % trainer.log_every_n_steps == 0 or self.global_step == 0
 
     @override
+    def on_train_epoch_end(self) -> None:
+        if self.fusion.enabled:  # Lightning steps no scheduler under manual optimisation
+            fused.step_plateau_schedulers(self)
+
+    @override
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.schedule is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.schedule.lr_scheduler_config(optimizer, self.trainer)}
+        view = fused.schedule_view(self.trainer, self.fusion)  # fused steps: counted in optimizer steps
+        return {"optimizer": optimizer, "lr_scheduler": self.schedule.lr_scheduler_config(optimizer, view)}
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -302,6 +338,7 @@ class Classifier(TaskModule):
             acc = self._train_correct.float() / self._train_seen
             self.log(N.key(N.TRAIN, N.ACC), acc, prog_bar=True, sync_dist=True)
         self._train_correct, self._train_seen = torch.zeros((), dtype=torch.long), 0
+        super().on_train_epoch_end()
 
     def _log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         values = self.stage_metrics[stage].compute()  # torchmetrics syncs across DDP ranks here

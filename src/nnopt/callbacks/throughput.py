@@ -8,6 +8,8 @@ from typing import Any
 import pytorch_lightning as pl
 from typing_extensions import override
 
+from nnopt.fused import batch_samples
+
 
 class TrainThroughput(pl.Callback):
     """Sums wall time of training epochs and the samples this rank trained on.
@@ -32,7 +34,7 @@ class TrainThroughput(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.samples += len(batch[0])
+        self.samples += batch_samples(batch)  # a plain batch, or a group of them (trainer.fused_steps)
 
     @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -208,15 +208,20 @@ class GradualPruning(pl.Callback):
                 param.grad.mul_(mask)
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after every optimizer step, also when one training_step runs several (trainer.fused_steps)
+        self._hooks = [opt.register_step_post_hook(self._reapply_masks) for opt in trainer.optimizers]
+
     @torch.no_grad()
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def _reapply_masks(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         for param, mask in self._fixed:
             param.mul_(mask)  # optimizers with decoupled updates (AdamW) could otherwise move pruned weights
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+        self._hooks = []
         if not self.permanent:  # stopped before the schedule ended: still hand over a plain model
             self._make_permanent(pl_module)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -256,8 +257,12 @@ class InMemoryDataModule(pl.LightningDataModule):
             world_size=world,
         )
 
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", self.batch_size, shuffle=True)
+    #: set by nnopt.build for trainer.fused_steps > 1: wraps the training batches into groups (nnopt.fused)
+    train_grouping: Callable[[TensorBatches], Any] | None = None
+
+    def train_dataloader(self) -> Any:
+        batches = self._batches("train", self.batch_size, shuffle=True)
+        return batches if self.train_grouping is None else self.train_grouping(batches)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", self.eval_batch_size, shuffle=False)
