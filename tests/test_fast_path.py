@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import Checkpoint, ModelSummary, ProgressBar
 
 from nnopt import build, threads, train
 from nnopt.callbacks.divergence import StopOnNonFiniteLoss, TrainingDiverged
+from nnopt.callbacks.on_signal import SaveOnSignal
 from nnopt.callbacks.rank_agreement import RankAgreement
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.errors import ConfigError
@@ -17,7 +18,8 @@ from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
 
 #: nnopt's own measurement callbacks, the only ones the minimal path keeps
-MEASUREMENT = {TrainThroughput, RankAgreement}
+#: nnopt's always-on callbacks: timing, DDP config agreement, checkpoint-at-signal (acts only when a signal came)
+MEASUREMENT = {TrainThroughput, RankAgreement, SaveOnSignal}
 
 
 @pytest.mark.parametrize("preset", [["callbacks=none"], ["debug=bench"]])

@@ -88,12 +88,16 @@ def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     return ckpt
 
 
-def trusted_config(ckpt: dict[str, Any], path: str | Path, key: str = "ckpt_path", chosen: Any = None) -> DictConfig:
+def trusted_config(
+    ckpt: dict[str, Any], path: str | Path, key: str = "ckpt_path", chosen: Any = None, only: tuple[str, ...] = ()
+) -> DictConfig:
     """The run config stored in a checkpoint, once every `_target_` in it is one the user chose.
 
     Chosen means: named by a config on the search path (nnopt's groups, `hydra.searchpath`, `--config-dir`), or by
     `chosen` (this command's own config). Anything else would be code the file picked (Hydra instantiates any
     importable callable: `builtins.open` truncates files), so the checkpoint is refused before anything is built.
+
+    `only` limits the check to those top-level keys (resume builds nothing from the file: it compares its groups).
 
     Raises:
         CheckpointError: naming the first foreign target's key.
@@ -104,7 +108,7 @@ def trusted_config(ckpt: dict[str, Any], path: str | Path, key: str = "ckpt_path
     allowed = set(known_targets())
     if chosen is not None:
         allowed |= {str(v) for _, v in targets_in(chosen)}
-    for where, target in targets_in(saved):
+    for where, target in targets_in({k: v for k, v in saved.items() if k in only} if only else saved):
         if not isinstance(target, str) or target not in allowed:
             raise CheckpointError(
                 f"{key}={path}: {CONFIG_KEY}.{where}={target!r} is not a target any config on the search path names; "

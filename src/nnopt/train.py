@@ -30,7 +30,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         resume = checkpoint.resolve_resume(cfg, distributed.under_slurm())
         ckpt = checkpoint.load(resume) if resume is not None else None
         if ckpt is not None:
-            checkpoint.trusted_config(ckpt, resume, chosen=cfg)  # a file naming foreign code is refused outright
+            # a file naming foreign code in the groups resume compares is refused outright
+            checkpoint.trusted_config(ckpt, resume, chosen=cfg, only=checkpoint.SAME_RUN_GROUPS)
             checkpoint.check_compatible(cfg, ckpt, resume, training=bool(cfg.train))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
