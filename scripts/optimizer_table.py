@@ -35,22 +35,37 @@ def preset_grid() -> tuple[list[str], list[str]]:
 
 
 def run_sweep(sweep_dir: Path, overrides: list[str]) -> None:
-    cmd = [sys.executable, "-m", "nnopt.train", "experiment=optimizer_shootout", *overrides,
-           f"paths.log_dir={sweep_dir.parent}", f"hydra.sweep.dir={sweep_dir}",
-           "hydra.callbacks.sweep.report=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "nnopt.train",
+        "experiment=optimizer_shootout",
+        *overrides,
+        f"paths.log_dir={sweep_dir.parent}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.callbacks.sweep.report=false",
+    ]
     print("+", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=False)  # a failed job is recorded in its summary and shown as "failed"
 
 
-def markdown(grid: dict[tuple[str, str], dict | None], optimizers: list[str], schedules: list[str], title: str,
-             command: str) -> str:  # fmt: skip
-    lines = [f"# {title}", "", f"Command: `{command}`  ",
-             f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}.", "",
-             "Each cell: test accuracy of the last epoch's weights, training seconds in brackets; the best schedule "
-             "per optimizer in bold. Default lr of each optimizer (`conf/optimizer/`), default schedule options "
-             "(`conf/schedule/`), one seed.", "",
-             "| optimizer | " + " | ".join(schedules) + " |", "|---|" + "---|" * len(schedules)]  # fmt: skip
+def markdown(
+    grid: dict[tuple[str, str], dict | None], optimizers: list[str], schedules: list[str], title: str, command: str
+) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}.",
+        "",
+        "Each cell: test accuracy of the last epoch's weights, training seconds in brackets; the best schedule "
+        "per optimizer in bold. Default lr of each optimizer (`conf/optimizer/`), default schedule options "
+        "(`conf/schedule/`), one seed.",
+        "",
+        "| optimizer | " + " | ".join(schedules) + " |",
+        "|---|" + "---|" * len(schedules),
+    ]
     for opt in optimizers:
         accs = [(grid.get((opt, s)) or {}).get(S.TEST_ACC) for s in schedules]
         best = max((a for a in accs if a is not None), default=None)
@@ -73,8 +88,11 @@ def markdown(grid: dict[tuple[str, str], dict | None], optimizers: list[str], sc
                 notes.append(f"{o} + {sch}: near chance level (training diverged without a non-finite loss)")
     if notes:
         lines += ["", "Failed or diverged:", "", *[f"- {n}" for n in notes]]
-    lines += ["", "Times are wall-clock seconds of the training loop on a shared machine: other jobs running at the "
-              "same time inflate some of them; compare accuracies, and re-run for timings you rely on."]
+    lines += [
+        "",
+        "Times are wall-clock seconds of the training loop on a shared machine: other jobs running at the "
+        "same time inflate some of them; compare accuracies, and re-run for timings you rely on.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -87,16 +105,31 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra nnopt-train overrides, e.g. seed=1")
     args = parser.parse_args()
     optimizers, schedules = preset_grid()
-    overrides = [f"data={args.data}", f"model={args.model}", f"trainer.max_epochs={args.epochs}", "test_ckpt=last",
-                 "logger=none", "callbacks.model_checkpoint=null", *args.overrides]  # fmt: skip
+    overrides = [
+        f"data={args.data}",
+        f"model={args.model}",
+        f"trainer.max_epochs={args.epochs}",
+        "test_ckpt=last",
+        "logger=none",
+        "callbacks.model_checkpoint=null",
+        *args.overrides,
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         sweep_dir = Path(tmp) / "sweep"
         run_sweep(sweep_dir, overrides)
         runs = collect(sweep_dir)
     grid = {(r.params.get("optimizer"), r.params.get("schedule")): r.summary for r in runs}
     out_arg = [f"--out {args.out}"] if args.out != parser.get_default("out") else []
-    command = " ".join(["python scripts/optimizer_table.py", f"--data {args.data}", f"--model {args.model}",
-                        f"--epochs {args.epochs}", *out_arg, *args.overrides])  # fmt: skip
+    command = " ".join(
+        [
+            "python scripts/optimizer_table.py",
+            f"--data {args.data}",
+            f"--model {args.model}",
+            f"--epochs {args.epochs}",
+            *out_arg,
+            *args.overrides,
+        ]
+    )
     title = f"Optimizer x schedule: {args.model} on {args.data}, {args.epochs} epochs"
     text = markdown(grid, optimizers, schedules, title, command)
     out = Path(args.out)

@@ -18,8 +18,12 @@ BENCH = ROOT / "scripts" / "bench.py"
 def run_bench(out: Path, *args: str, timeout: int) -> dict:
     proc = subprocess.run(
         [sys.executable, str(BENCH), *args, "--out", str(out)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=cli_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=cli_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "results.json").read_text())
 
@@ -76,16 +80,34 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
         assert "sweep" not in results
     if not torch.cuda.is_available():
         assert results["gpu_scaling"]["measured"] is False and "no GPU" in results["gpu_scaling"]["note"]
-    for heading in ("## Headline", "## 1. Framework overhead", "## 2. Data path", "## 3. Start-up",
-                    "## 4. Time to accuracy", "## 5. Compression", "## 6. Sweep throughput", "## 7. GPU"):  # fmt: skip
+    for heading in (
+        "## Headline",
+        "## 1. Framework overhead",
+        "## 2. Data path",
+        "## 3. Start-up",
+        "## 4. Time to accuracy",
+        "## 5. Compression",
+        "## 6. Sweep throughput",
+        "## 7. GPU",
+    ):
         assert heading in md
     assert meta["command"] in md and results["gpu_scaling"]["note"] in md
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_wellformed_results(tmp_path: Path) -> None:
     """In-process sections on digits; the launcher sweep (two cold subprocesses) is in the slow test below."""
-    results = run_bench(tmp_path, "--smoke", "--only", "overhead", "data_path", "startup", "time_to_accuracy",
-                        "compression", timeout=CLI_TIMEOUT)  # fmt: skip
+    results = run_bench(
+        tmp_path,
+        "--smoke",
+        "--only",
+        "overhead",
+        "data_path",
+        "startup",
+        "time_to_accuracy",
+        "compression",
+        timeout=CLI_TIMEOUT,
+    )
     check_results(results, tmp_path, "smoke", sweep=False)
 
 
@@ -127,14 +149,16 @@ for _ in range(int(args["trainer.max_epochs"])):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Fashion-MNIST")
 def test_template_is_compared_only_when_measured_live(tmp_path: Path) -> None:
     """--template-dir: the template's figures come from its own run here, and only then become a ratio."""
     checkout = tmp_path / "template"
     (checkout / "src").mkdir(parents=True)
     (checkout / "src" / "train.py").write_text(FAKE_TEMPLATE)
-    results = run_bench(tmp_path / "out", "--smoke", "--only", "data_path", "--template-dir", str(checkout),
-                        timeout=CLI_TIMEOUT)  # fmt: skip
+    results = run_bench(
+        tmp_path / "out", "--smoke", "--only", "data_path", "--template-dir", str(checkout), timeout=CLI_TIMEOUT
+    )
     d = results["data_path"]
     assert "error" not in d, d
     assert d["template_measured"] is True and d["template_train_s"]["n"] >= 1
@@ -143,8 +167,13 @@ def test_template_is_compared_only_when_measured_live(tmp_path: Path) -> None:
 
 
 def test_bad_template_dir_is_one_line_error(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(BENCH), "--smoke", "--template-dir", str(tmp_path), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=ROOT,
-                          env=cli_env())  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--template-dir", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        cwd=ROOT,
+        env=cli_env(),
+    )
     assert proc.returncode == 2 and not (tmp_path / "out").exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("bench: error: --template-dir=")

@@ -33,11 +33,17 @@ def _last_ckpt(out: Path) -> dict:
 
 
 def test_recipe_optimizer_is_one_config_file(tmp_path: Path, monkeypatch) -> None:
-    searchpath = _project(tmp_path, monkeypatch, {"conf/optimizer/adamax.yaml": """\
+    searchpath = _project(
+        tmp_path,
+        monkeypatch,
+        {
+            "conf/optimizer/adamax.yaml": """\
         _target_: torch.optim.Adamax
         _partial_: true
         lr: 0.002
-        """})
+        """
+        },
+    )
     out = tmp_path / "run"
     summary = run(make_cfg(out, *QUICK, searchpath, "optimizer=adamax"))
     assert summary["status"] == "completed" and summary["choices"]["optimizer"] == "adamax"
@@ -46,7 +52,11 @@ def test_recipe_optimizer_is_one_config_file(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_recipe_schedule_is_one_config_file(tmp_path: Path, monkeypatch) -> None:
-    searchpath = _project(tmp_path, monkeypatch, {"conf/schedule/halving.yaml": """\
+    searchpath = _project(
+        tmp_path,
+        monkeypatch,
+        {
+            "conf/schedule/halving.yaml": """\
         _target_: nnopt.optim.schedules.TorchSchedule
         scheduler:
           _target_: torch.optim.lr_scheduler.StepLR
@@ -54,7 +64,9 @@ def test_recipe_schedule_is_one_config_file(tmp_path: Path, monkeypatch) -> None
           step_size: 1
           gamma: 0.5
         interval: step
-        """})
+        """
+        },
+    )
     out = tmp_path / "run"
     summary = run(make_cfg(out, *QUICK, searchpath, "schedule=halving", "optimizer.lr=0.001"))
     steps = summary["train/steps"]
@@ -63,8 +75,11 @@ def test_recipe_schedule_is_one_config_file(tmp_path: Path, monkeypatch) -> None
 
 
 def test_recipe_compression_method_is_a_callback_and_a_config(tmp_path: Path, monkeypatch) -> None:
-    searchpath = _project(tmp_path, monkeypatch, {
-        "clampproject/clamp.py": """\
+    searchpath = _project(
+        tmp_path,
+        monkeypatch,
+        {
+            "clampproject/clamp.py": """\
             import pytorch_lightning as pl
             import torch
             from typing_extensions import override
@@ -82,13 +97,14 @@ def test_recipe_compression_method_is_a_callback_and_a_config(tmp_path: Path, mo
                     for p in pl_module.net.parameters():
                         p.clamp_(-self.limit, self.limit)
             """,
-        "clampproject/__init__.py": "",
-        "conf/compression/clamp.yaml": """\
+            "clampproject/__init__.py": "",
+            "conf/compression/clamp.yaml": """\
             name: clamp
             _target_: clampproject.clamp.WeightClamp
             limit: 0.01
             """,
-    })  # fmt: skip
+        },
+    )
     out = tmp_path / "run"
     summary = run(make_cfg(out, *QUICK, searchpath, "compression=clamp"))
     weights = [t for k, t in _last_ckpt(out)["state_dict"].items() if k.startswith("net.")]
@@ -97,9 +113,12 @@ def test_recipe_compression_method_is_a_callback_and_a_config(tmp_path: Path, mo
 
 
 def test_recipe_data_set_is_a_load_arrays_class_and_a_config(tmp_path: Path, monkeypatch) -> None:
-    searchpath = _project(tmp_path, monkeypatch, {
-        "stripesproject/__init__.py": "",
-        "stripesproject/stripes.py": """\
+    searchpath = _project(
+        tmp_path,
+        monkeypatch,
+        {
+            "stripesproject/__init__.py": "",
+            "stripesproject/stripes.py": """\
             import numpy as np
 
             from nnopt.data.base import Arrays, InMemoryDataModule
@@ -116,22 +135,26 @@ def test_recipe_data_set_is_a_load_arrays_class_and_a_config(tmp_path: Path, mon
                     x[y == 1, :, :, ::2] = 1.0
                     return Arrays(x + rng.normal(0, 0.1, x.shape).astype(np.float32), y)
             """,
-        "conf/data/stripes.yaml": """\
+            "conf/data/stripes.yaml": """\
             _target_: stripesproject.stripes.Stripes
             name: stripes
             num_classes: 2
             batch_size: 32
             """,
-    })  # fmt: skip
+        },
+    )
     summary = run(make_cfg(tmp_path / "run", *QUICK, searchpath, "data=stripes", "trainer.max_epochs=3"))
     assert summary["choices"]["data"] == "stripes" and summary["model/params"] == 8 * 8 * 16 + 16 + 16 * 2 + 2
     assert summary["test/acc"] > 0.9
 
 
 def test_recipe_summary_key_is_a_logged_test_metric(tmp_path: Path, monkeypatch) -> None:
-    searchpath = _project(tmp_path, monkeypatch, {
-        "marginproject/__init__.py": "",
-        "marginproject/margin.py": """\
+    searchpath = _project(
+        tmp_path,
+        monkeypatch,
+        {
+            "marginproject/__init__.py": "",
+            "marginproject/margin.py": """\
             import pytorch_lightning as pl
             import torch
             from typing_extensions import override
@@ -154,10 +177,11 @@ def test_recipe_summary_key_is_a_logged_test_metric(tmp_path: Path, monkeypatch)
                 def on_test_epoch_end(self, trainer, pl_module) -> None:
                     pl_module.log("test/margin", self.total / self.count)
             """,
-        "conf/compression/margin.yaml": """\
+            "conf/compression/margin.yaml": """\
             name: margin
             _target_: marginproject.margin.MeanMargin
             """,
-    })  # fmt: skip
+        },
+    )
     summary = run(make_cfg(tmp_path / "run", *QUICK, searchpath, "compression=margin"))
     assert summary["test/margin"] > 0

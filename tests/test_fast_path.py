@@ -77,8 +77,14 @@ def test_bad_threads_is_one_line_config_error(bad):
 
 def test_periodic_divergence_check_still_stops_and_names_the_step(tmp_path):
     """Checking every 50 steps: a short epoch (fewer steps than that) is still checked at its last batch."""
-    cfg = make_cfg(tmp_path, "optimizer=sgd", "optimizer.lr=1e8", "trainer.max_epochs=1",
-                   "trainer.limit_train_batches=5", "callbacks.divergence.check_every_n_steps=50")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        "optimizer=sgd",
+        "optimizer.lr=1e8",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=5",
+        "callbacks.divergence.check_every_n_steps=50",
+    )
     with pytest.raises(TrainingDiverged, match=r"at step 5$"):
         train.run(cfg)
     summary = json.loads((tmp_path / S.FILENAME).read_text())

@@ -17,11 +17,15 @@ CASES = {
     "sgd_onecycle_clip": ["optimizer=sgd", "schedule=onecycle", "trainer.gradient_clip_val=0.5"],
     "adam_l1": ["optimizer=adam", "l1=0.0001"],
     "prune_qat": ["compression=prune_qat", "compression.sparsity=0.9", "trainer.max_epochs=3"],
-    "accumulation_clip_callback": ["optimizer=momentum", "trainer.accumulate_grad_batches=3",
-                                   "callbacks.grad_clip.enabled=true", "callbacks.grad_clip.max_norm=0.5"],
+    "accumulation_clip_callback": [
+        "optimizer=momentum",
+        "trainer.accumulate_grad_batches=3",
+        "callbacks.grad_clip.enabled=true",
+        "callbacks.grad_clip.max_norm=0.5",
+    ],
     "ema_step_schedule": ["schedule=step", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9"],
     "bf16_mixed": ["trainer.precision=bf16-mixed", "schedule=cosine"],  # through manual_backward (precision plugin)
-}  # fmt: skip
+}
 
 
 def fit(tmp_path, k: int, *overrides: str) -> tuple[dict[str, torch.Tensor], pl.Trainer, pl.LightningModule]:
@@ -78,8 +82,13 @@ def test_fused_divergence_names_the_exact_step(tmp_path):
     cfg = make_cfg(tmp_path, "optimizer=sgd", "optimizer.lr=1e8", "trainer.max_epochs=1", "trainer.fused_steps=8")
     with pytest.raises(TrainingDiverged, match=r"at step (\d+)$") as info:
         train.run(cfg)
-    plain = make_cfg(tmp_path / "plain", "optimizer=sgd", "optimizer.lr=1e8", "trainer.max_epochs=1",
-                     "callbacks.divergence.check_every_n_steps=1")  # fmt: skip
+    plain = make_cfg(
+        tmp_path / "plain",
+        "optimizer=sgd",
+        "optimizer.lr=1e8",
+        "trainer.max_epochs=1",
+        "callbacks.divergence.check_every_n_steps=1",
+    )
     with pytest.raises(TrainingDiverged) as ref:
         train.run(plain)
     assert info.value.step == ref.value.step  # the first non-finite loss, not the end of the group
@@ -114,8 +123,14 @@ def test_fused_mid_epoch_checkpoint_resumes_exactly(tmp_path):
     weights as one uninterrupted fused run, and as a plain one."""
     whole, _, _ = fit(tmp_path / "whole", 4, "optimizer=adam", "callbacks.early_stopping=null")
     plain, _, _ = fit(tmp_path / "plain", 1, "optimizer=adam", "callbacks.early_stopping=null")
-    cfg = make_cfg(tmp_path / "cut", "optimizer=adam", "callbacks.early_stopping=null", "trainer.fused_steps=4",
-                   "trainer.threads=1", "callbacks.step_checkpoint.every_n_train_steps=4")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path / "cut",
+        "optimizer=adam",
+        "callbacks.early_stopping=null",
+        "trainer.fused_steps=4",
+        "trainer.threads=1",
+        "callbacks.step_checkpoint.every_n_train_steps=4",
+    )
     ckpt = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build.build_datamodule(cfg)
@@ -157,8 +172,9 @@ def test_fused_steps_log_the_same_steps_and_values(tmp_path):
     runs = {}
     for k in (1, 4):
         out = tmp_path / f"k{k}"
-        train.run(make_cfg(out, "trainer.log_every_n_steps=3", "l1=0.0001", f"trainer.fused_steps={k}",
-                           "trainer.threads=1"))  # fmt: skip
+        train.run(
+            make_cfg(out, "trainer.log_every_n_steps=3", "l1=0.0001", f"trainer.fused_steps={k}", "trainer.threads=1")
+        )
         runs[k] = _logged(out)
     assert runs[1]["train/loss"] and runs[1]["train/loss_l1"]  # the logging happened at all
     for key in ("train/loss", "train/loss_l1", "val/acc", "train/acc"):

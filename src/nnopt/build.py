@@ -3,6 +3,8 @@
 Callbacks come from two places, all name-keyed: `callbacks.*` and the `compression` group (an option with a
 `_target_` is one callback; an option with a `callbacks:` mapping adds several). The `schedule` group is not a
 callback: its factory goes to the LightningModule, whose `configure_optimizers` hands it to Lightning.
+Length: one instantiate-from-config step per kind of object (data, net, module, callbacks, trainer), kept together
+so the run is built in one readable place.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Bad input ends in one line on stderr and exit status 2 (set HYDRA_FULL_ERROR=1 for the traceback);
 an unexpected failure ends in one line naming the run's traceback file and exit status 1.
 In a multirun a failing job is recorded (its summary says `failed`) and the sweep goes on.
+Length: the pre-check, nnopt's own --help and the one-line error plumbing share Hydra's argv parsing.
 """
 
 from __future__ import annotations
@@ -28,8 +29,18 @@ BAD_INPUT_EXIT, FAILURE_EXIT = 2, 1
 _PRINT_ONLY = {"--help", "--hydra-help", "--info", "--shell-completion", "--experimental-rerun", "--version"}
 #: Hydra flags that take a value (`-cd DIR` or `-cd=DIR`), by their long name
 _WITH_VALUE = {"--config-dir", "--config-path", "--config-name", "--cfg", "--package", "--experimental-rerun"}
-_LONG = {"-h": "--help", "-i": "--info", "-sc": "--shell-completion", "-cd": "--config-dir", "-cp": "--config-path",
-         "-cn": "--config-name", "-c": "--cfg", "-p": "--package", "-m": "--multirun", "-r": "--run"}  # fmt: skip
+_LONG = {
+    "-h": "--help",
+    "-i": "--info",
+    "-sc": "--shell-completion",
+    "-cd": "--config-dir",
+    "-cp": "--config-path",
+    "-cn": "--config-name",
+    "-c": "--cfg",
+    "-p": "--package",
+    "-m": "--multirun",
+    "-r": "--run",
+}
 
 #: optional packages: import name -> (distribution, nnopt extra that installs it)
 OPTIONAL = {
@@ -44,8 +55,12 @@ OPTIONAL = {
     "onnxruntime": ("onnxruntime", "export"),
 }
 #: config `_target_`s (by class name) -> the optional package they import
-_TARGET_NEEDS = {"WandbLogger": "wandb", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow",
-                 "NnoptOptunaSweeper": "optuna"}  # fmt: skip
+_TARGET_NEEDS = {
+    "WandbLogger": "wandb",
+    "TensorBoardLogger": "tensorboard",
+    "MLFlowLogger": "mlflow",
+    "NnoptOptunaSweeper": "optuna",
+}
 #: Hydra plugin options (hydra/<group>=<name>) -> the optional package that registers them
 _PLUGIN_OPTIONS = {
     ("hydra/launcher", "joblib"): "hydra_plugins.hydra_joblib_launcher",

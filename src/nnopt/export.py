@@ -12,6 +12,8 @@ is part of the graph, so a model takes the data set's raw values scaled to [0, 1
 float32, N x C x H x W for images (N x F for tabular data, raw feature values). This input contract is written into
 each file's ONNX metadata (`metadata_props`) and into `export.json` (`input`). A data module of your own that
 standardises in its own transforms exports a model that takes what its test_dataloader yields.
+Length: the whole export CLI (float and int8 ONNX, input contract in the graph and metadata, onnxruntime check) in
+one place.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def standardized(model: nn.Module, info: dict[str, Any]) -> nn.Module:
     """`model` behind its input standardisation when the checkpoint stores one (nnopt's in-memory data)."""
     if info.get("input_mean") is None or info.get("input_std") is None:
         return model
-    return nn.Sequential(Standardize(info["input_mean"], info["input_std"], float(info.get("input_scale", 1.0))),
-                         model).eval()  # fmt: skip
+    return nn.Sequential(
+        Standardize(info["input_mean"], info["input_std"], float(info.get("input_scale", 1.0))), model
+    ).eval()
 
 
 def input_contract(info: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +74,10 @@ def input_contract(info: dict[str, Any]) -> dict[str, Any]:
     elif scale != 1.0:
         scaling = f"raw values / {scale:g}, in [0, 1] (standardised in the graph with the training split's mean/std)"
     else:
-        scaling = ("raw values scaled to [0, 1] (8-bit images: pixel / 255), as nnopt's data module loads them; "
-                   "standardised in the graph with the training split's mean/std")
+        scaling = (
+            "raw values scaled to [0, 1] (8-bit images: pixel / 255), as nnopt's data module loads them; "
+            "standardised in the graph with the training split's mean/std"
+        )
     return {
         "input_name": "input",
         "input_shape": ["N", *shape],
@@ -131,8 +136,9 @@ def accuracy(logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
 
 
 @torch.inference_mode()
-def batches_accuracy(logits_fn: Callable[[torch.Tensor], torch.Tensor],
-                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:  # fmt: skip
+def batches_accuracy(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> float:
     correct = seen = 0
     for x, y in batches:
         correct += int((logits_fn(x).argmax(1) == y).sum())
@@ -170,8 +176,9 @@ def resolve_checkpoint(target: str | Path) -> Path:
     return target
 
 
-def export_run(target: str | Path, out_dir: str | Path | None = None, verify: bool = True,
-               config_dir: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+def export_run(
+    target: str | Path, out_dir: str | Path | None = None, verify: bool = True, config_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Export the run's float model and, if saved, its int8 model; returns what was written and checked.
 
     `config_dir`: a conf/ of your own whose configs name the run's model/data targets (they are trusted then).
@@ -252,8 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", help="a run dir (uses checkpoints/last.ckpt) or a checkpoint file")
     parser.add_argument("--out", default=None, help="output dir (default: <run dir>/onnx)")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime accuracy check")
-    parser.add_argument("-cd", "--config-dir", default=None,
-                        help="your own conf/ dir: trust the model/data targets its configs name")  # fmt: skip
+    parser.add_argument(
+        "-cd", "--config-dir", default=None, help="your own conf/ dir: trust the model/data targets its configs name"
+    )
     args = parser.parse_args(argv)
     from nnopt import cli
 

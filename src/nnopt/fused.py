@@ -22,6 +22,8 @@ one `training_step` pays it once per K steps while each optimizer step stays wha
 
 Checkpoints are written between groups; `StepCheckpoint.every_n_train_steps` and `log_every_n_steps` are best
 multiples of K. `fused_steps: 1` (the default) is Lightning's automatic optimisation, unchanged.
+Length: fused steps must reproduce Lightning's per-step work (closure, clipping, accumulation, schedules, hooks)
+exactly; it is one mechanism.
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ def from_trainer(trainer: Mapping[str, Any] | None) -> Fusion:
     ok = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
     require(ok, f"trainer.{KEY}", steps, "an integer >= 1 (1: one optimizer step per training_step)")
     limit = trainer.get("limit_train_batches")
-    return Fusion(steps=steps, accumulate=int(trainer.get("accumulate_grad_batches") or 1),
-                  clip_val=trainer.get("gradient_clip_val"), clip_algorithm=trainer.get("gradient_clip_algorithm"),
-                  batch_limit=limit if isinstance(limit, int) and not isinstance(limit, bool) else None)  # fmt: skip
+    return Fusion(
+        steps=steps,
+        accumulate=int(trainer.get("accumulate_grad_batches") or 1),
+        clip_val=trainer.get("gradient_clip_val"),
+        clip_algorithm=trainer.get("gradient_clip_algorithm"),
+        batch_limit=limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+    )
 
 
 #: callbacks that drive their own training runs or schedulers per training_step: refused with fused steps
@@ -96,8 +102,12 @@ def check_callbacks(fusion: Fusion, callbacks: Mapping[str, Any] | None) -> None
     for name in UNSUPPORTED_CALLBACKS:
         node = (callbacks or {}).get(name)
         if node is not None and node.get("enabled", True):
-            require(False, f"trainer.{KEY}", fusion.steps,
-                    f"1 while callbacks.{name} is enabled (it is not supported with fused steps)")  # fmt: skip
+            require(
+                False,
+                f"trainer.{KEY}",
+                fusion.steps,
+                f"1 while callbacks.{name} is enabled (it is not supported with fused steps)",
+            )
 
 
 def trainer_kwargs(node: dict[str, Any]) -> Fusion:
@@ -269,8 +279,12 @@ def step_plateau_schedulers(module: TaskModule) -> None:
             continue
         value = trainer.callback_metrics.get(config.monitor)
         if value is None:
-            require(not config.strict, "schedule.monitor", config.monitor,
-                    f"a logged metric ({', '.join(sorted(trainer.callback_metrics))})")  # fmt: skip
+            require(
+                not config.strict,
+                "schedule.monitor",
+                config.monitor,
+                f"a logged metric ({', '.join(sorted(trainer.callback_metrics))})",
+            )
             continue
         module.lr_scheduler_step(config.scheduler, value)
 
@@ -279,5 +293,6 @@ def clip(module: TaskModule, optimizer: Any) -> None:
     """The Trainer's `gradient_clip_val`, applied by the fused loop (from the module's on_before_optimizer_step)."""
     fusion: Fusion = module.fusion
     if fusion.enabled and fusion.clip_val:
-        module.clip_gradients(optimizer, gradient_clip_val=fusion.clip_val,
-                              gradient_clip_algorithm=fusion.clip_algorithm or "norm")  # fmt: skip
+        module.clip_gradients(
+            optimizer, gradient_clip_val=fusion.clip_val, gradient_clip_algorithm=fusion.clip_algorithm or "norm"
+        )

@@ -2,6 +2,8 @@
 
 A task (classification, regression) defines its training criterion, its evaluation step and its metrics; the
 optimizer and LR schedule, extra loss terms, the compiled and the deployed network are the same for every task.
+Length: TaskModule's training mechanics (incl. fused steps' entry) and the Classifier belong together; the Regressor
+lives in regression.py.
 """
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ class TaskModule(pl.LightningModule):
                 self._fused_logged = {k: v.detach() for k, v in logged.items()}
             else:
                 for key, value in logged.items():
-                    self.log(key, value, on_step=True, on_epoch=False, prog_bar=key == N.TRAIN_LOSS,
-                             batch_size=len(y))  # fmt: skip
+                    self.log(key, value, on_step=True, on_epoch=False, prog_bar=key == N.TRAIN_LOSS, batch_size=len(y))
         return loss
 
     def log_fused_step(self, step: int) -> None:
@@ -227,8 +228,10 @@ class TaskModule(pl.LightningModule):
         resolvers.register()  # stored configs keep `${oc.env:...}` (and nnopt's resolvers) unresolved
         key = "checkpoint_path"
         if hparams_file is not None or kwargs or weights_only is False:
-            raise CheckpointError(f"{key}={checkpoint_path}: nnopt checkpoints load from the file alone "
-                                  "(weights_only, no hparams_file or extra arguments)")  # fmt: skip
+            raise CheckpointError(
+                f"{key}={checkpoint_path}: nnopt checkpoints load from the file alone "
+                "(weights_only, no hparams_file or extra arguments)"
+            )
         ckpt = checkpoint.load(checkpoint_path, key)
         from nnopt.config.targets import targets_in_dir
 
@@ -237,24 +240,29 @@ class TaskModule(pl.LightningModule):
         cfg = checkpoint.trusted_config(ckpt, checkpoint_path, key, chosen=chosen)
         info = ckpt.get(DATA_KEY)
         if not isinstance(info, dict) or not info.get("input_shape") or not info.get("num_classes"):
-            raise CheckpointError(f"{key}={checkpoint_path} stores no input shape (written by an older nnopt): "
-                                  "evaluate it with nnopt-eval ckpt_path=...")  # fmt: skip
+            raise CheckpointError(
+                f"{key}={checkpoint_path} stores no input shape (written by an older nnopt): "
+                "evaluate it with nnopt-eval ckpt_path=..."
+            )
         with open_dict(cfg):
             cfg.compile = False  # a loaded model runs eagerly; compile it yourself if you want
         shapes = SimpleNamespace(**{**info, "input_shape": tuple(info["input_shape"])})
         try:
             module = build.build_module(cfg, shapes)
         except Exception as exc:  # noqa: BLE001 - any failure here means the stored config does not rebuild
-            raise CheckpointError(f"{key}={checkpoint_path}: the stored config does not rebuild "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None  # fmt: skip
+            raise CheckpointError(
+                f"{key}={checkpoint_path}: the stored config does not rebuild "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         if not isinstance(module, cls):
             raise CheckpointError(f"{key}={checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
         module.data_info = dict(info)
         try:
             module.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
         except RuntimeError as exc:
-            raise CheckpointError(f"{key}={checkpoint_path}: weights do not fit the rebuilt model "
-                                  f"({str(exc).splitlines()[0][:200]})") from None  # fmt: skip
+            raise CheckpointError(
+                f"{key}={checkpoint_path}: weights do not fit the rebuilt model ({str(exc).splitlines()[0][:200]})"
+            ) from None
         if isinstance(map_location, (str, torch.device)):
             module = module.to(map_location)
         return module.eval()
@@ -287,8 +295,14 @@ class Classifier(TaskModule):
         **kwargs: see :class:`TaskModule`.
     """
 
-    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], num_classes: int,
-                 label_smoothing: float = 0.0, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(net, optimizer, **kwargs)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing

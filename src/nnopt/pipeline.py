@@ -26,8 +26,19 @@ from nnopt.tracking import finish_wandb, log_final_summary
 
 log = logging.getLogger("nnopt")
 #: groups whose chosen option name goes into summary["choices"]
-CHOICE_GROUPS = ("data", "model", "optimizer", "schedule", "compression", "trainer", "callbacks", "logger",
-                 "experiment", "debug", "hparams_search")  # fmt: skip
+CHOICE_GROUPS = (
+    "data",
+    "model",
+    "optimizer",
+    "schedule",
+    "compression",
+    "trainer",
+    "callbacks",
+    "logger",
+    "experiment",
+    "debug",
+    "hparams_search",
+)
 
 
 def choices(cfg: DictConfig) -> dict[str, Any]:
@@ -38,11 +49,7 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         picked = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
         if picked:
             return dict(picked)
-    return {
-        g: cfg[g].get("name")
-        for g in CHOICE_GROUPS
-        if isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]
-    }
+    return {g: cfg[g].get("name") for g in CHOICE_GROUPS if isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]}
 
 
 def overrides() -> list[str]:
@@ -135,8 +142,16 @@ def report_summary(summary: dict[str, Any], loggers: list) -> None:
     regression = summary.get(S.TEST_MSE) is not None
     task_keys = (S.TEST_MSE, S.TEST_MAE, S.TEST_R2, S.VAL_MSE_BEST) if regression else (S.TEST_ACC, S.TEST_F1)
     task_keys = task_keys if regression else (*task_keys, S.VAL_ACC_BEST)
-    for key in (*task_keys, S.PARAMS, S.SPARSITY, S.SIZE_BYTES, S.LATENCY_B1,
-                S.LATENCY_B256, S.TRAIN_TIME, S.TRAIN_EPOCHS):  # fmt: skip
+    for key in (
+        *task_keys,
+        S.PARAMS,
+        S.SPARSITY,
+        S.SIZE_BYTES,
+        S.LATENCY_B1,
+        S.LATENCY_B256,
+        S.TRAIN_TIME,
+        S.TRAIN_EPOCHS,
+    ):
         value = summary.get(key)
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     Console(stderr=True).print(table)
@@ -144,8 +159,10 @@ def report_summary(summary: dict[str, Any], loggers: list) -> None:
 
 def _detach_log_files(folder: Path) -> None:
     """Close logging file handlers writing into `folder` (Hydra's job log) before the folder is removed."""
-    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
-                                      if isinstance(lg, logging.Logger))]  # fmt: skip
+    loggers = [
+        logging.getLogger(),
+        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]
     for logger in loggers:
         for handler in list(logger.handlers):
             if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):

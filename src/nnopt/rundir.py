@@ -76,8 +76,10 @@ def check_component(key: str, value: Any) -> None:
     text = str(value)
     bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 200
     if bad:
-        fail(f"{key}={text!r} is not allowed; allowed: a plain name without '/', '\\' or '..' "
-             "(it becomes a directory under paths.log_dir)")  # fmt: skip
+        fail(
+            f"{key}={text!r} is not allowed; allowed: a plain name without '/', '\\' or '..' "
+            "(it becomes a directory under paths.log_dir)"
+        )
 
 
 def _stamp_note() -> str:
@@ -96,8 +98,10 @@ def check_dir(key: str, folder: Path, log_dir: Path | None, config: DictConfig) 
         fail(f"{key}={folder} is outside paths.log_dir={log_dir}; allowed: a dir under paths.log_dir")
     found = holds_run(folder)
     if found is not None and not config.get("resume"):
-        fail(f"{key}={folder} already holds a run ({found}); nothing was changed: continue it with resume=true "
-             f"or choose another dir{_stamp_note()}")  # fmt: skip
+        fail(
+            f"{key}={folder} already holds a run ({found}); nothing was changed: continue it with resume=true "
+            f"or choose another dir{_stamp_note()}"
+        )
     _before[_key(folder)] = {p.name for p in folder.iterdir()} if folder.is_dir() else None
     _new_parents.update(_key(p) for p in folder.parents if not p.exists())
 

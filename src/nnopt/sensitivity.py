@@ -6,6 +6,7 @@ a per-layer allocation for a requested overall sparsity is proposed (a layer is 
 lost no more than a common tolerance, the tolerance chosen so the weighted sparsity meets the target) and printed
 as a ready `compression=prune compression.layer_sparsity={...}` override. Writes sensitivity.csv and
 sensitivity.png next to the evaluated checkpoint's run (or to --out).
+Length: a complete CLI (load, per-layer sweep, csv/png/table, proposal) in one module.
 """
 
 from __future__ import annotations
@@ -323,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="nnopt-sensitivity", description=__doc__, formatter_class=formatter)
     parser.add_argument("path", help="a run dir (with summary.json) or a checkpoint file")
-    parser.add_argument("--sparsities", default=",".join(f"{s:g}" for s in DEFAULT_SPARSITIES),
-                        help="comma-separated sparsities in [0, 1) (default: 0,0.1,...,0.9,0.95)")  # fmt: skip
+    parser.add_argument(
+        "--sparsities",
+        default=",".join(f"{s:g}" for s in DEFAULT_SPARSITIES),
+        help="comma-separated sparsities in [0, 1) (default: 0,0.1,...,0.9,0.95)",
+    )
     parser.add_argument("--split", choices=SPLITS, default=None, help="split to evaluate (default: test, as reported)")
     parser.add_argument("--target", type=float, default=None, help="overall sparsity to propose per-layer values for")
     parser.add_argument("--out", default=None, help="folder for sensitivity.csv/png (default: the run dir)")

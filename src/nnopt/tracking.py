@@ -13,6 +13,7 @@ its constructor arguments is decided by the logger's *class* (any key name, user
 
 At the end of a completed run :func:`log_final_summary` gives every logger the whole run: the summary numbers, the
 config group choices as parameters, the confusion matrix image and summary.json plus the composed config as files.
+Length: it is the one entry point for every logger (csv, tensorboard, W&B, MLflow), by design.
 """
 
 from __future__ import annotations
@@ -172,8 +173,11 @@ CONFUSION_PNG = "confusion_matrix.png"
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The summary's numbers (not flags, names or None), keyed `summary/<key>`."""
-    return {f"{SUMMARY_PREFIX}{k}": float(v) for k, v in summary.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}  # fmt: skip
+    return {
+        f"{SUMMARY_PREFIX}{k}": float(v)
+        for k, v in summary.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def choice_params(summary: dict[str, Any]) -> dict[str, str]:
@@ -215,12 +219,17 @@ def log_final_summary(loggers: list[Any], summary: dict[str, Any]) -> None:
         try:
             _log_final(logger, metrics, params, files, image, int(summary.get(S.TRAIN_STEPS) or 0))
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            log.warning("logger %s: the final summary was not logged (%s: %s)", type(logger).__name__,
-                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")  # fmt: skip
+            log.warning(
+                "logger %s: the final summary was not logged (%s: %s)",
+                type(logger).__name__,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
 
 
-def _log_final(logger: Any, metrics: dict[str, float], params: dict[str, str], files: list[Path],
-               image: Path | None, step: int) -> None:  # fmt: skip
+def _log_final(
+    logger: Any, metrics: dict[str, float], params: dict[str, str], files: list[Path], image: Path | None, step: int
+) -> None:
     from pytorch_lightning import loggers as pl_loggers
 
     if isinstance(logger, pl_loggers.TensorBoardLogger):
@@ -229,8 +238,9 @@ def _log_final(logger: Any, metrics: dict[str, float], params: dict[str, str], f
         if image is not None:
             import matplotlib.image
 
-            logger.experiment.add_image("confusion_matrix", matplotlib.image.imread(image)[..., :3], step,
-                                        dataformats="HWC")  # fmt: skip
+            logger.experiment.add_image(
+                "confusion_matrix", matplotlib.image.imread(image)[..., :3], step, dataformats="HWC"
+            )
         logger.experiment.flush()
     elif isinstance(logger, pl_loggers.WandbLogger):
         run = logger.experiment
@@ -263,8 +273,15 @@ def log_report_to_wandb(config: DictConfig, sweep_dir: Path, paths: list[Path]) 
     import wandb
 
     name = sweep_name(sweep_dir)
-    run = wandb.init(project=node.get("project", "nnopt"), entity=node.get("entity"), group=name, job_type="report",
-                     name=f"report {name}", dir=str(sweep_dir), reinit="finish_previous")  # fmt: skip
+    run = wandb.init(
+        project=node.get("project", "nnopt"),
+        entity=node.get("entity"),
+        group=name,
+        job_type="report",
+        name=f"report {name}",
+        dir=str(sweep_dir),
+        reinit="finish_previous",
+    )
     with (sweep_dir / "report.csv").open(newline="") as fh:
         rows = list(csv.reader(fh))
     run.log({"sweep/report": wandb.Table(columns=rows[0], data=rows[1:])})

@@ -37,8 +37,12 @@ def test_tiny_max_norm_bounds_the_norm_and_training_still_learns(tmp_path):
 
 
 def test_value_clipping_once_per_optimizer_step_with_accumulation(tmp_path):
-    logged = clip_rows(tmp_path, "callbacks.grad_clip.mode=value", "callbacks.grad_clip.max_norm=1e-4",
-                       "trainer.accumulate_grad_batches=2")  # fmt: skip
+    logged = clip_rows(
+        tmp_path,
+        "callbacks.grad_clip.mode=value",
+        "callbacks.grad_clip.max_norm=1e-4",
+        "trainer.accumulate_grad_batches=2",
+    )
     assert len(logged) == TOTAL // 2  # after accumulation: one clip per optimizer step, not per batch
     for r in logged:
         # every entry is clamped to 1e-4, so the clipped global norm is at most 1e-4 * sqrt(#params)
@@ -58,11 +62,14 @@ def test_agc_limits_each_unit_relative_to_its_weights():
     assert torch.equal(layer.bias.grad, bias_grad)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"max_norm": 0}, "callbacks.grad_clip.max_norm=0 is out of range"),
-    ({"max_norm": -1.0}, "callbacks.grad_clip.max_norm=-1.0 is out of range"),
-    ({"mode": "l3"}, "callbacks.grad_clip.mode='l3' is not allowed; choose one of: .*norm.*value.*agc"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_norm": 0}, "callbacks.grad_clip.max_norm=0 is out of range"),
+        ({"max_norm": -1.0}, "callbacks.grad_clip.max_norm=-1.0 is out of range"),
+        ({"mode": "l3"}, "callbacks.grad_clip.mode='l3' is not allowed; choose one of: .*norm.*value.*agc"),
+    ],
+)
 def test_bad_clip_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         GradientClipping(**kwargs)
@@ -95,9 +102,16 @@ def test_clipping_sees_unscaled_gradients_under_fp16_amp(scaled):
     probe = Probe()
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     plugins = [MixedPrecision("16-mixed", "cpu", scaler=scaler)] if scaled else []
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, plugins=plugins,
-                         callbacks=[GradientClipping(max_norm=0.01), probe], enable_progress_bar=False,
-                         enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        plugins=plugins,
+        callbacks=[GradientClipping(max_norm=0.01), probe],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(lit, loader)

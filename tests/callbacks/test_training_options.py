@@ -16,8 +16,14 @@ from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
 from tests.optim.test_schedules import rows
 
-SHORT = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
-         "callbacks.early_stopping=null", "test=false", "seed=3"]  # fmt: skip
+SHORT = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "callbacks.early_stopping=null",
+    "test=false",
+    "seed=3",
+]
 
 
 def last_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -89,8 +95,17 @@ def test_compile_trains_the_compiled_inner_net(tmp_path):
 
 def test_lr_finder_writes_plot_and_applies_suggestion(tmp_path):
     finder = ["callbacks.lr_finder.enabled=true", "callbacks.lr_finder.num_training_steps=25"]
-    summary = train.run(make_cfg(tmp_path, *finder, "data.batch_size=32", "trainer.max_epochs=1", "test=false",
-                                 "trainer.log_every_n_steps=1", "schedule=cosine"))  # fmt: skip
+    summary = train.run(
+        make_cfg(
+            tmp_path,
+            *finder,
+            "data.batch_size=32",
+            "trainer.max_epochs=1",
+            "test=false",
+            "trainer.log_every_n_steps=1",
+            "schedule=cosine",
+        )
+    )
     assert summary[S.STATUS] == S.COMPLETED
     assert (tmp_path / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     found = json.loads((tmp_path / "lr_find.json").read_text())
@@ -100,8 +115,11 @@ def test_lr_finder_writes_plot_and_applies_suggestion(tmp_path):
 
 
 def test_batch_size_finder_scales_data_batch_size(tmp_path):
-    finder = ["callbacks.batch_size_finder.enabled=true", "callbacks.batch_size_finder.max_trials=3",
-              "callbacks.batch_size_finder.steps_per_trial=1"]  # fmt: skip
+    finder = [
+        "callbacks.batch_size_finder.enabled=true",
+        "callbacks.batch_size_finder.max_trials=3",
+        "callbacks.batch_size_finder.steps_per_trial=1",
+    ]
     summary = train.run(make_cfg(tmp_path, *finder, "data.batch_size=32", *SHORT))
     assert summary[S.STATUS] == S.COMPLETED
     found = json.loads((tmp_path / "batch_size_find.json").read_text())["batch_size"]

@@ -45,17 +45,34 @@ class CrashAtEpoch(pl.Callback):
 @pytest.fixture(scope="module")
 def pruned_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pruned")
-    summary = run(make_cfg(out, *FAST, "compression=prune", "compression.sparsity=0.8", "trainer.max_epochs=4",
-                           "compression.end_epoch=2"))  # fmt: skip
+    summary = run(
+        make_cfg(
+            out,
+            *FAST,
+            "compression=prune",
+            "compression.sparsity=0.8",
+            "trainer.max_epochs=4",
+            "compression.end_epoch=2",
+        )
+    )
     return out, summary
 
 
 @pytest.fixture(scope="module")
 def prune_qat_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("prune_qat")
-    summary = run(make_cfg(out, *FAST, *LENET_QUICK, "compression=prune_qat", "trainer.max_epochs=3",
-                           "compression.callbacks.prune.end_epoch=1", "compression.callbacks.qat.start_epoch=1",
-                           "compression.callbacks.qat.freeze_observers_epoch=2"))  # fmt: skip
+    summary = run(
+        make_cfg(
+            out,
+            *FAST,
+            *LENET_QUICK,
+            "compression=prune_qat",
+            "trainer.max_epochs=3",
+            "compression.callbacks.prune.end_epoch=1",
+            "compression.callbacks.qat.start_epoch=1",
+            "compression.callbacks.qat.freeze_observers_epoch=2",
+        )
+    )
     return out, summary
 
 
@@ -84,8 +101,15 @@ def test_global_pruning_reaches_exact_sparsity_and_eval_loads_it(pruned_run, tmp
     assert summary[S.NONZERO_PARAMS] == total - round(0.8 * total) + biases
     # nnopt-eval on the pruned checkpoint: same weights, same test accuracy and sparsity
     (tmp_path / "eval").mkdir()
-    ev = nnopt_eval.run(make_cfg(tmp_path / "eval", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "logger=none",
-                                 "efficiency.latency_repeats=1", config_name="eval"))  # fmt: skip
+    ev = nnopt_eval.run(
+        make_cfg(
+            tmp_path / "eval",
+            f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
+            "logger=none",
+            "efficiency.latency_repeats=1",
+            config_name="eval",
+        )
+    )
     assert ev[S.STATUS] == S.COMPLETED
     assert ev[S.TEST_ACC] == pytest.approx(summary[S.TEST_ACC]) and ev[S.SPARSITY] == summary[S.SPARSITY]
 
@@ -96,8 +120,16 @@ def test_per_layer_pruning_is_exact_in_every_layer(tmp_path, method):
     extra = ["compression=prune", "compression.scope=layer"]
     if method == "structured":
         extra = ["compression=prune_structured"]
-    run(make_cfg(tmp_path, *FAST, *extra, f"compression.sparsity={sparsity}", "trainer.max_epochs=2",
-                 "compression.end_epoch=1"))  # fmt: skip
+    run(
+        make_cfg(
+            tmp_path,
+            *FAST,
+            *extra,
+            f"compression.sparsity={sparsity}",
+            "trainer.max_epochs=2",
+            "compression.end_epoch=1",
+        )
+    )
     w = weights(last_state(tmp_path))
     layers = list(w.values())
     if method == "unstructured":
@@ -110,11 +142,23 @@ def test_per_layer_pruning_is_exact_in_every_layer(tmp_path, method):
 
 
 def test_resume_mid_schedule_reaches_the_same_exact_sparsity(tmp_path):
-    common = [*FAST, "compression=prune", "compression.sparsity=0.85", "trainer.max_epochs=5",
-              "compression.end_epoch=3", "model.hidden=[64]"]  # fmt: skip
+    common = [
+        *FAST,
+        "compression=prune",
+        "compression.sparsity=0.85",
+        "trainer.max_epochs=5",
+        "compression.end_epoch=3",
+        "model.hidden=[64]",
+    ]
     with pytest.raises(RuntimeError, match="simulated kill"):
-        run(make_cfg(tmp_path / "killed", *common, "+callbacks.crash._target_=" + f"{__name__}.CrashAtEpoch",
-                     "+callbacks.crash.epoch=2"))  # fmt: skip
+        run(
+            make_cfg(
+                tmp_path / "killed",
+                *common,
+                "+callbacks.crash._target_=" + f"{__name__}.CrashAtEpoch",
+                "+callbacks.crash.epoch=2",
+            )
+        )
     killed = last_state(tmp_path / "killed")
     w = weights(killed)
     assert 0 < sum(int((t == 0).sum()) for t in w.values()) < round(0.85 * sum(t.numel() for t in w.values()))
@@ -171,8 +215,17 @@ def test_distillation_changes_the_student_and_keeps_the_teacher_out(tmp_path, te
 
 def test_finetune_with_frozen_backbone_trains_only_the_classifier(tmp_path, teacher_run):
     source = last_state(teacher_run)
-    run(make_cfg(tmp_path, *FAST, "trainer.max_epochs=1", "model.hidden=[64]", "compression=finetune",
-                 f"compression.ckpt={teacher_run / 'checkpoints' / 'last.ckpt'}", "compression.freeze_backbone=true"))
+    run(
+        make_cfg(
+            tmp_path,
+            *FAST,
+            "trainer.max_epochs=1",
+            "model.hidden=[64]",
+            "compression=finetune",
+            f"compression.ckpt={teacher_run / 'checkpoints' / 'last.ckpt'}",
+            "compression.freeze_backbone=true",
+        )
+    )
     tuned = last_state(tmp_path)
     assert torch.equal(tuned["net.features.1.weight"], source["net.features.1.weight"])
     assert not torch.equal(tuned["net.classifier.weight"], source["net.classifier.weight"])
@@ -200,10 +253,13 @@ def test_onnx_round_trip_float_pruned_int8(pruned_run, prune_qat_run, tmp_path):
         (["compression=qat", "compression.backend=tpu8"], ConfigError, "compression.backend='tpu8'"),
         (["compression=distill", "compression.teacher_ckpt=/nope.ckpt"], CheckpointError, "/nope.ckpt"),
         (["compression=distill"], ConfigError, "teacher_ckpt"),
-        (["compression=prune_structured", "compression.sparsity=0.9", "model.hidden=[2,8]"], ConfigError,
-         "every channel"),
+        (
+            ["compression=prune_structured", "compression.sparsity=0.9", "model.hidden=[2,8]"],
+            ConfigError,
+            "every channel",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_compression_input_fails_before_training(tmp_path, overrides, error, text):
     with pytest.raises(error, match=text.replace("[", r"\[").replace(".", r"\.")):
         run(make_cfg(tmp_path, *FAST, "trainer.max_epochs=2", *overrides))
@@ -212,8 +268,15 @@ def test_bad_compression_input_fails_before_training(tmp_path, overrides, error,
 
 def test_mismatched_teacher_is_one_line_exit_2(tmp_path, teacher_run):
     teacher = teacher_run / "checkpoints" / "last.ckpt"
-    proc = run_cli("train", "data=synthetic", "compression=distill", f"compression.teacher_ckpt={teacher}",
-                   "logger=none", "trainer.max_epochs=1", log_dir=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "train",
+        "data=synthetic",
+        "compression=distill",
+        f"compression.teacher_ckpt={teacher}",
+        "logger=none",
+        "trainer.max_epochs=1",
+        log_dir=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "Warning" not in line]
     assert any("teacher_ckpt" in line and "digits" in line for line in lines), proc.stderr[-2000:]
@@ -229,9 +292,19 @@ def test_qat_lenet5_fashion_mnist_is_smaller_and_as_accurate(tmp_path):
     from nnopt.metrics.efficiency import state_dict_bytes
     from nnopt.models.lenet5 import LeNet5
 
-    summary = run(make_cfg(tmp_path, *FAST, "data=fashion_mnist", "model=lenet5", "optimizer=momentum",
-                           "optimizer.lr=0.02", "compression=qat", "trainer.max_epochs=3",
-                           "trainer.limit_train_batches=100"))  # fmt: skip
+    summary = run(
+        make_cfg(
+            tmp_path,
+            *FAST,
+            "data=fashion_mnist",
+            "model=lenet5",
+            "optimizer=momentum",
+            "optimizer.lr=0.02",
+            "compression=qat",
+            "trainer.max_epochs=3",
+            "trainer.limit_train_batches=100",
+        )
+    )
     assert summary[S.INT8] is True
     assert summary[S.SIZE_BYTES] * 3.5 <= len(state_dict_bytes(LeNet5((1, 28, 28), 10)))
     assert abs(summary[S.TEST_ACC] - summary[S.TEST_ACC_FLOAT]) <= 0.005

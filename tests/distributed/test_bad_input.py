@@ -47,8 +47,16 @@ def test_matching_slurm_and_torchrun_counts_pass(tmp_path):
 
 
 def test_cli_reports_one_line_and_exit_2(tmp_path):
-    env = cli_env(TMPDIR=str(tmp_path), SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1",
-                  SLURM_JOB_NAME="nnopt", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0")  # fmt: skip
+    env = cli_env(
+        TMPDIR=str(tmp_path),
+        SLURM_NTASKS="2",
+        SLURM_NTASKS_PER_NODE="2",
+        SLURM_NNODES="1",
+        SLURM_JOB_NAME="nnopt",
+        SLURM_PROCID="0",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+    )
     proc = run_cli("train", "trainer=cpu", "trainer.max_epochs=1", log_dir=tmp_path / "logs", env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -22,9 +22,15 @@ from tests.helpers import CLI_TIMEOUT, ROOT, cli_env, make_cfg
 
 #: same run on every path: 6 full global batches per epoch (digits' last batch is odd-sized: a 1-process run
 #: trains on its odd sample, a 2-rank run drops it to split evenly)
-RUN = ["trainer.max_epochs=2", "trainer.limit_train_batches=6", "callbacks.early_stopping=null",
-       "callbacks.progress_bar=null", "callbacks.model_summary=null",
-       "efficiency.latency_repeats=2", "efficiency.latency_warmup=1"]  # fmt: skip
+RUN = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "callbacks.early_stopping=null",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "efficiency.latency_repeats=2",
+    "efficiency.latency_warmup=1",
+]
 
 
 def train_cmd(run_dir: Path, *args: str, launcher: list[str] | None = None) -> list[str]:
@@ -93,14 +99,24 @@ def test_two_processes_match_one_process(tmp_path, one_process):
     assert len(runs) == 1 and runs[0].name.endswith((run_dir / "wandb_run_id.txt").read_text().strip())
 
 
+@pytest.mark.slow
 def test_two_simulated_slurm_nodes_match_one_process(tmp_path, one_process):
     """trainer=multinode takes devices/num_nodes from SLURM's variables; 2 nodes x 1 task on 127.0.0.1."""
     run_dir, port = tmp_path / "nodes", free_port()
     procs, logs = [], []
     for rank in (0, 1):
-        slurm = dict(SLURM_NTASKS="2", SLURM_PROCID=str(rank), SLURM_LOCALID="0", SLURM_NODEID=str(rank),
-                     SLURM_NNODES="2", SLURM_NTASKS_PER_NODE="1", SLURM_JOB_ID="4242", SLURM_NODELIST="127.0.0.1",
-                     SLURM_JOB_NAME="nnopt", MASTER_PORT=port)  # fmt: skip
+        slurm = dict(
+            SLURM_NTASKS="2",
+            SLURM_PROCID=str(rank),
+            SLURM_LOCALID="0",
+            SLURM_NODEID=str(rank),
+            SLURM_NNODES="2",
+            SLURM_NTASKS_PER_NODE="1",
+            SLURM_JOB_ID="4242",
+            SLURM_NODELIST="127.0.0.1",
+            SLURM_JOB_NAME="nnopt",
+            MASTER_PORT=port,
+        )
         logs.append(tmp_path / f"node{rank}.out")
         cmd = train_cmd(run_dir, "trainer=multinode", "trainer.accelerator=cpu", f"hydra.job.name=train_node{rank}")
         procs.append(start(cmd, env_for(tmp_path, **slurm), logs[-1]))
@@ -160,8 +176,12 @@ def test_crash_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
-    args = ["trainer.max_epochs=3", "trainer.limit_train_batches=null",
-            "callbacks.step_checkpoint.every_n_train_steps=3", "logger=wandb"]  # fmt: skip
+    args = [
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=null",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+        "logger=wandb",
+    ]
     env = env_for(tmp_path)
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     logs = [tmp_path / "clean.out", tmp_path / "crash.out"]
@@ -173,8 +193,9 @@ def test_kill_9_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert ckpt["global_step"] == 12 and ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "batches": 2}
     ]
-    resumed = subprocess.run(train_cmd(crashed, *args, "resume=true"), env=env, cwd=ROOT, capture_output=True,
-                             text=True, timeout=CLI_TIMEOUT)  # fmt: skip
+    resumed = subprocess.run(
+        train_cmd(crashed, *args, "resume=true"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     finish(procs[:1], logs[:1])
     assert "continuing from" in (crashed / "train.log").read_text()
@@ -191,11 +212,24 @@ def test_two_torchrun_nodes_match_one_process(tmp_path, one_process):
     run_dir, port = tmp_path / "torchrun", free_port()
     procs, logs = [], []
     for rank in (0, 1):
-        launcher = [str(Path(sys.executable).parent / "torchrun"), "--nnodes=2", f"--node-rank={rank}",
-                    "--nproc-per-node=1", "--master-addr=127.0.0.1", f"--master-port={port}", "-m"]  # fmt: skip
+        launcher = [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nnodes=2",
+            f"--node-rank={rank}",
+            "--nproc-per-node=1",
+            "--master-addr=127.0.0.1",
+            f"--master-port={port}",
+            "-m",
+        ]
         logs.append(tmp_path / f"torchrun{rank}.out")
-        cmd = train_cmd(run_dir, "trainer=multinode", "trainer.accelerator=cpu", "trainer.num_nodes=2",
-                        f"hydra.job.name=train_node{rank}", launcher=launcher)  # fmt: skip
+        cmd = train_cmd(
+            run_dir,
+            "trainer=multinode",
+            "trainer.accelerator=cpu",
+            "trainer.num_nodes=2",
+            f"hydra.job.name=train_node{rank}",
+            launcher=launcher,
+        )
         procs.append(start(cmd, env_for(tmp_path), logs[-1]))
     finish(procs, logs)
     assert summary(run_dir)[S.TRAIN_WORLD_SIZE] == 2

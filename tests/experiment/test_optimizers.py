@@ -23,8 +23,9 @@ def test_full_batch_makes_one_step_per_epoch(tmp_path, optimizer) -> None:
 
 
 def test_mini_batch_steps_count_batches(tmp_path) -> None:
-    summary = train.run(make_cfg(tmp_path, "optimizer=sgd", "data.batch_size=100", "trainer.max_epochs=2", NO_STOP,
-                                 "data.size=8"))  # fmt: skip
+    summary = train.run(
+        make_cfg(tmp_path, "optimizer=sgd", "data.batch_size=100", "trainer.max_epochs=2", NO_STOP, "data.size=8")
+    )
     assert summary[S.TRAIN_STEPS] == 2 * math.ceil(1257 / 100)
 
 
@@ -54,6 +55,7 @@ def test_lbfgs_reaches_90_percent_on_digits(tmp_path) -> None:
 
 @pytest.mark.parametrize("schedule", ["onecycle", "plateau"])
 def test_lbfgs_composes_with_schedules(tmp_path, schedule) -> None:
-    summary = train.run(make_cfg(tmp_path, "optimizer=lbfgs", f"schedule={schedule}", "trainer.max_epochs=4",
-                                 "data.size=8"))  # fmt: skip
+    summary = train.run(
+        make_cfg(tmp_path, "optimizer=lbfgs", f"schedule={schedule}", "trainer.max_epochs=4", "data.size=8")
+    )
     assert summary[S.STATUS] == S.COMPLETED and summary[S.TEST_ACC] >= 0.85

@@ -13,8 +13,14 @@ from nnopt.regression import Regressor
 from tests.helpers import make_cfg
 
 #: a linear model (no hidden layer) fitted to convergence by full-batch L-BFGS is least squares
-LINEAR = ["data=synthetic_regression", "model.hidden=[]", "optimizer=lbfgs", "optimizer.max_iter=50",
-          "trainer.max_epochs=4", "callbacks.early_stopping=null"]  # fmt: skip
+LINEAR = [
+    "data=synthetic_regression",
+    "model.hidden=[]",
+    "optimizer=lbfgs",
+    "optimizer.max_iter=50",
+    "trainer.max_epochs=4",
+    "callbacks.early_stopping=null",
+]
 
 
 def original_units(dm, split: str) -> tuple[np.ndarray, np.ndarray]:

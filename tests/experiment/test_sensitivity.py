@@ -93,19 +93,30 @@ def exit_code(argv: list[str]) -> int:
 
 def test_layer_sparsity_override_prunes_each_layer_to_its_target(tmp_path) -> None:
     plan = "{net.features.1: 0.5, net.features.3: 0.9, net.classifier: 0.2}"
-    summary = train.run(make_cfg(tmp_path, "data.size=8", "trainer.max_epochs=4", "compression=prune",
-                                 "compression.sparsity=0.7", f"compression.layer_sparsity={plan}"))  # fmt: skip
+    summary = train.run(
+        make_cfg(
+            tmp_path,
+            "data.size=8",
+            "trainer.max_epochs=4",
+            "compression=prune",
+            "compression.sparsity=0.7",
+            f"compression.layer_sparsity={plan}",
+        )
+    )
     assert summary[S.STATUS] == S.COMPLETED
     state = net_state(torch.load(summary[S.CKPT_LAST], map_location="cpu", weights_only=True)["state_dict"])
-    zeros = {name: float((state[f"{name}.weight"] == 0).float().mean()) for name in ("features.1", "features.3",
-                                                                                     "classifier")}  # fmt: skip
+    zeros = {
+        name: float((state[f"{name}.weight"] == 0).float().mean())
+        for name in ("features.1", "features.3", "classifier")
+    }
     assert zeros == pytest.approx({"features.1": 0.5, "features.3": 0.9, "classifier": 0.2}, abs=2e-3)
 
 
 @pytest.mark.slow  # LeNet-5 training plus 4 layers x 5 sparsities of evaluation
 def test_proposal_beats_uniform_pruning_on_lenet5(tmp_path) -> None:
-    summary = train.run(make_cfg(tmp_path, "model=lenet5", "optimizer=momentum", "optimizer.lr=0.02",
-                                 "trainer.max_epochs=6"))  # fmt: skip
+    summary = train.run(
+        make_cfg(tmp_path, "model=lenet5", "optimizer=momentum", "optimizer.lr=0.02", "trainer.max_epochs=6")
+    )
     target = sensitivity.resolve(tmp_path, None)
     result = sensitivity.analyse(target, sensitivity.parse_sparsities("0,0.2,0.4,0.6,0.8,0.9,0.95"), 0.8)
     assert result["dense"] == summary[S.TEST_ACC]

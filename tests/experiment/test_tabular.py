@@ -55,8 +55,11 @@ def test_synthetic_regression_is_linear_in_the_inputs() -> None:
 
 
 def test_conv_model_on_tabular_data_is_refused_before_building(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"model=lenet5 needs image inputs \(C,H,W\); data=diabetes has inputs of "
-                                          r"shape \(10,\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"model=lenet5 needs image inputs \(C,H,W\); data=diabetes has inputs of "
+        r"shape \(10,\)",
+    ):
         train.run(make_cfg(tmp_path, "data=diabetes", "model=lenet5"))
 
 

@@ -48,7 +48,15 @@ def test_a_resumed_qat_run_reads_its_checkpoint_once(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(torch, "load", counting_load)
     checkpoint.forget()
-    summary = run(make_cfg(tmp_path / "second", *QUICK, "compression=qat", "compression.start_epoch=0",
-                           "trainer.max_epochs=2", f"ckpt_path={last}"))  # fmt: skip
+    summary = run(
+        make_cfg(
+            tmp_path / "second",
+            *QUICK,
+            "compression=qat",
+            "compression.start_epoch=0",
+            "trainer.max_epochs=2",
+            f"ckpt_path={last}",
+        )
+    )
     assert summary["status"] == "completed" and summary["train/epochs"] == 2
     assert len(reads) == 1

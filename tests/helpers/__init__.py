@@ -16,8 +16,12 @@ from nnopt.config.compose import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 #: quiet and short: no progress bar or model table, two latency repeats (add trainer.max_epochs=... as needed)
-QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null",
-         "efficiency.latency_repeats=2", "efficiency.latency_warmup=1"]  # fmt: skip
+QUIET = [
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "efficiency.latency_repeats=2",
+    "efficiency.latency_warmup=1",
+]
 #: the default for in-process runs: two epochs of the default job
 FAST = ["trainer.max_epochs=2", *QUIET]
 #: a few batches of everything (CLI smoke runs, sweeps)

@@ -29,8 +29,17 @@ def nnopt_train(*args: str, log_dir: Path) -> subprocess.CompletedProcess:
     """The documented command, from the example's folder with its package importable."""
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags before the overrides
     overrides = [a for a in args if not a.startswith("-")]
-    cmd = [str(Path(sys.executable).parent / "nnopt-train"), *flags, "-cd", "conf", "experiment=wine", "debug=fast",
-           *QUIET, *overrides, f"paths.log_dir={log_dir}"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "nnopt-train"),
+        *flags,
+        "-cd",
+        "conf",
+        "experiment=wine",
+        "debug=fast",
+        *QUIET,
+        *overrides,
+        f"paths.log_dir={log_dir}",
+    ]
     env = cli_env(PYTHONPATH=str(EXAMPLE))
     return subprocess.run(cmd, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
 
@@ -39,8 +48,9 @@ def nnopt_train(*args: str, log_dir: Path) -> subprocess.CompletedProcess:
 def example_run(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("example")
     run_dir = tmp / "run"
-    result = nnopt_train("trainer.max_epochs=3", "trainer.limit_train_batches=1.0", f"hydra.run.dir={run_dir}",
-                         log_dir=tmp)  # fmt: skip
+    result = nnopt_train(
+        "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", f"hydra.run.dir={run_dir}", log_dir=tmp
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, json.loads((run_dir / S.FILENAME).read_text())
 
@@ -101,8 +111,14 @@ def test_load_from_checkpoint_trusts_the_users_model_only_when_told(example_run,
 
 def test_nnopt_eval_with_the_same_config_dir(example_run, tmp_path):
     run_dir, summary = example_run
-    cmd = [str(Path(sys.executable).parent / "nnopt-eval"), "-cd", "conf", f"ckpt_path={summary[S.CKPT_BEST]}",
-           f"hydra.run.dir={tmp_path / 'eval'}", f"paths.log_dir={tmp_path}"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "nnopt-eval"),
+        "-cd",
+        "conf",
+        f"ckpt_path={summary[S.CKPT_BEST]}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        f"paths.log_dir={tmp_path}",
+    ]
     env = cli_env(PYTHONPATH=str(EXAMPLE))
     result = subprocess.run(cmd, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]

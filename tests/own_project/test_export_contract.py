@@ -35,8 +35,12 @@ def digits_as_idx(folder) -> tuple[np.ndarray, np.ndarray]:
     pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     labels = digits.target.astype(np.uint8)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"x_train": pixels[:N_TRAIN], "y_train": labels[:N_TRAIN], "x_test": pixels[N_TRAIN:],
-              "y_test": labels[N_TRAIN:]}  # fmt: skip
+    arrays = {
+        "x_train": pixels[:N_TRAIN],
+        "y_train": labels[:N_TRAIN],
+        "x_test": pixels[N_TRAIN:],
+        "y_test": labels[N_TRAIN:],
+    }
     for key, stem in IDX_FILES.items():
         write_idx(folder / f"{stem}.gz", arrays[key])
     return arrays["x_test"], arrays["y_test"]
@@ -52,8 +56,17 @@ def onnx_accuracy(path, x: np.ndarray, y: np.ndarray) -> float:
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     x_raw, y = digits_as_idx(tmp / "idx")
-    summary = run(make_cfg(tmp / "run", "data=mnist", f"data.dir={tmp / 'idx'}", "model.hidden=[64]",
-                           "trainer.max_epochs=3", "test_ckpt=last", "compression=ptq_static"))  # fmt: skip
+    summary = run(
+        make_cfg(
+            tmp / "run",
+            "data=mnist",
+            f"data.dir={tmp / 'idx'}",
+            "model.hidden=[64]",
+            "trainer.max_epochs=3",
+            "test_ckpt=last",
+            "compression=ptq_static",
+        )
+    )
     report = export_run(tmp / "run", tmp / "onnx")
     raw01 = (x_raw.astype(np.float32) / 255.0)[:, None]  # the contract: raw pixels / 255, N x 1 x 28 x 28
     return summary, report, raw01, y.astype(np.int64)

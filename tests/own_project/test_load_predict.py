@@ -26,8 +26,13 @@ def trained(tmp_path_factory) -> tuple[dict, torch.Tensor, torch.Tensor]:
 
 
 def predictor() -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      enable_checkpointing=False)  # fmt: skip
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
 
 
 def test_load_from_checkpoint_alone_and_predict_x_and_xy_batches(trained):
@@ -47,8 +52,7 @@ def test_load_from_checkpoint_alone_and_predict_x_and_xy_batches(trained):
 def test_load_refuses_targets_nobody_chose(trained, tmp_path):
     summary, _, _ = trained
     ckpt = dict(checkpoint.load(summary[S.CKPT_BEST]))
-    ckpt[checkpoint.CONFIG_KEY] = {**ckpt[checkpoint.CONFIG_KEY], "model": {"_target_": "builtins.open",
-                                                                            "name": "x"}}  # fmt: skip
+    ckpt[checkpoint.CONFIG_KEY] = {**ckpt[checkpoint.CONFIG_KEY], "model": {"_target_": "builtins.open", "name": "x"}}
     forged = tmp_path / "forged.ckpt"
     torch.save(ckpt, forged)
     with pytest.raises(CheckpointError, match=r"nnopt_config\.model\._target_='builtins\.open' is not a target"):

@@ -95,8 +95,11 @@ def test_wandb_offline_summary_config_files_and_image(logged_run):
 
 def test_many_skips_mlflow_only_where_it_is_not_installed(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, "logger=many", "logger.wandb=null")
-    assert [type(lg).__name__ for lg in tracking.build_loggers(cfg)] == ["CSVLogger", "TensorBoardLogger",
-                                                                         "MLFlowLogger"]  # fmt: skip
+    assert [type(lg).__name__ for lg in tracking.build_loggers(cfg)] == [
+        "CSVLogger",
+        "TensorBoardLogger",
+        "MLFlowLogger",
+    ]
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     assert [type(lg).__name__ for lg in tracking.build_loggers(cfg)] == ["CSVLogger", "TensorBoardLogger"]

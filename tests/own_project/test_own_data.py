@@ -42,11 +42,13 @@ def test_declared_shapes_are_attributes_and_input_shape_can_be_read_off_a_batch(
     ("overrides", "text"),
     [
         (WINE, "data.num_classes is required for data._target_=own_project.data.WineDataModule"),
-        (["~data", "+data._target_=builtins.dict", "+data.name=x", "+data.batch_size=1", "+data.num_classes=2"],
-         "data._target_=builtins.dict built a dict, not a LightningDataModule"),
+        (
+            ["~data", "+data._target_=builtins.dict", "+data.name=x", "+data.batch_size=1", "+data.num_classes=2"],
+            "data._target_=builtins.dict built a dict, not a LightningDataModule",
+        ),
         ([*WINE, "+data.num_classes=3", "+data.bogus=1"], "unexpected keyword argument 'bogus'"),
     ],
-)  # fmt: skip
+)
 def test_bad_data_configs_are_one_line_errors(tmp_path, overrides, text):
     with pytest.raises(ConfigError) as err:
         build.build_datamodule(make_cfg(tmp_path, *overrides))
@@ -54,8 +56,15 @@ def test_bad_data_configs_are_one_line_errors(tmp_path, overrides, text):
 
 
 def test_own_data_module_trains_tests_measures_and_exports(tmp_path):
-    cfg = make_cfg(tmp_path, *WINE, "+data.num_classes=3", "+data.input_shape=[13]", "model.hidden=[32]",
-                   "trainer.max_epochs=3", "test_ckpt=last")  # fmt: skip
+    cfg = make_cfg(
+        tmp_path,
+        *WINE,
+        "+data.num_classes=3",
+        "+data.input_shape=[13]",
+        "model.hidden=[32]",
+        "trainer.max_epochs=3",
+        "test_ckpt=last",
+    )
     summary = run(cfg)
     assert summary[S.STATUS] == S.COMPLETED
     assert summary[S.PARAMS] == 13 * 32 + 32 + 32 * 3 + 3  # the MLP built for the declared shapes

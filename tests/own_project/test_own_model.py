@@ -61,14 +61,20 @@ def test_switching_only_the_target_keeps_the_old_models_keys_and_says_so(tmp_pat
 @pytest.mark.parametrize(
     ("target", "error", "text"),
     [
-        ("EvenWidth", ConfigError,
-         f"model._target_={OWN}.EvenWidth: cannot build it (ValueError: width must be even, got 3)"),
-        ("Broken", InstantiationException,
-         f"cannot build {OWN}.Broken: RuntimeError: weights file missing on this machine"),
+        (
+            "EvenWidth",
+            ConfigError,
+            f"model._target_={OWN}.EvenWidth: cannot build it (ValueError: width must be even, got 3)",
+        ),
+        (
+            "Broken",
+            InstantiationException,
+            f"cannot build {OWN}.Broken: RuntimeError: weights file missing on this machine",
+        ),
         ("not_a_module", ConfigError, f"model._target_={OWN}.not_a_module built a dict, not a torch nn.Module"),
         ("Nope", ConfigError, f"model._target_={OWN}.Nope: cannot import it"),
     ],
-)  # fmt: skip
+)
 def test_build_errors_carry_the_underlying_message(tmp_path, target, error, text):
     cfg = make_cfg(tmp_path, "~model", f"+model._target_={OWN}.{target}", "+model.name=x")
     with pytest.raises(error) as err:

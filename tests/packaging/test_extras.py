@@ -17,12 +17,18 @@ from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
     ("blocked", "args", "expected"),
     [
         ("wandb", ["logger=wandb"], "logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"),
-        ("tensorboard", ["logger=many"],
-         "logger=many needs the 'tensorboard' package: pip install 'nnopt[tensorboard]'"),
-        ("optuna", ["hparams_search=digits_tpe"],
-         "hydra/sweeper=nnopt_optuna needs the 'optuna' package: pip install 'nnopt[sweep]'"),
+        (
+            "tensorboard",
+            ["logger=many"],
+            "logger=many needs the 'tensorboard' package: pip install 'nnopt[tensorboard]'",
+        ),
+        (
+            "optuna",
+            ["hparams_search=digits_tpe"],
+            "hydra/sweeper=nnopt_optuna needs the 'optuna' package: pip install 'nnopt[sweep]'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_precheck_names_the_extra(monkeypatch, capsys, blocked, args, expected):
     monkeypatch.setitem(sys.modules, blocked, None)
     with pytest.raises(SystemExit) as stop:
@@ -59,8 +65,14 @@ def test_run_time_import_of_an_optional_package_names_its_extra(capsys, tmp_path
 
 def test_console_entry_point_without_wandb(tmp_path):
     code = "import sys; sys.modules['wandb'] = None; from nnopt.train import main; main()"
-    result = subprocess.run([sys.executable, "-c", code, "logger=wandb", f"paths.log_dir={tmp_path}"],
-                            capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=CLI_TIMEOUT)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code, "logger=wandb", f"paths.log_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=CLI_TIMEOUT,
+    )
     assert result.returncode == cli.BAD_INPUT_EXIT
     assert result.stderr.splitlines() == [
         "nnopt: error: logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"
@@ -74,8 +86,14 @@ def test_nnopt_export_without_onnx_names_the_export_extra(tmp_path):
 
     run(make_cfg(tmp_path / "run", "logger=none", "trainer.max_epochs=1", "model.hidden=[16]"))
     code = "import sys; sys.modules['onnx'] = None; from nnopt.export import main; main()"
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run"), "--out", str(tmp_path / "onnx")],
-                            capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=CLI_TIMEOUT)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "run"), "--out", str(tmp_path / "onnx")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=CLI_TIMEOUT,
+    )
     assert result.returncode == cli.BAD_INPUT_EXIT, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
         "nnopt: error: nnopt-export needs the 'onnx' package: pip install 'nnopt[export]'"

@@ -64,8 +64,15 @@ def test_help_lists_the_users_options(capsys):
 
 def test_own_model_and_optimizer_via_searchpath(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("train", *SOURCES["searchpath"], "model=mynet", "optimizer=myopt", *TINY,
-                     f"hydra.run.dir={run_dir}", log_dir=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train",
+        *SOURCES["searchpath"],
+        "model=mynet",
+        "optimizer=myopt",
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+        log_dir=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / S.FILENAME).read_text())
     assert summary[S.STATUS] == S.COMPLETED
@@ -75,8 +82,9 @@ def test_own_model_and_optimizer_via_searchpath(tmp_path):
 
 
 def test_own_configs_via_config_dir_in_a_multirun(tmp_path):
-    result = run_cli("train", "-m", *SOURCES["config_dir"], "model=mynet", "optimizer=myopt,adam", *TINY,
-                     log_dir=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train", "-m", *SOURCES["config_dir"], "model=mynet", "optimizer=myopt,adam", *TINY, log_dir=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.rglob(f"multiruns/*/*/{S.FILENAME}"))]
     assert len(summaries) == 2

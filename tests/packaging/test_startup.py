@@ -27,8 +27,14 @@ print(json.dumps({{"code": code, "heavy": sorted({{m.split(".")[0] for m in sys.
 
 def probe(app: str, *args: str) -> tuple[dict, subprocess.CompletedProcess]:
     code = PROBE.format(app=app, heavy=list(HEAVY))
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=cli_env(),
-                            cwd=ROOT, timeout=CLI_TIMEOUT)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=CLI_TIMEOUT,
+    )
     return json.loads(result.stdout.splitlines()[-1]), result
 
 

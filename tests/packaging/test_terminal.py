@@ -47,8 +47,9 @@ def run_in_terminal(args: list[str], columns: int = 80) -> tuple[int, list[str]]
 
 
 def test_default_run_output_fits_80_columns(tmp_path):
-    code, lines = run_in_terminal([sys.executable, "-m", "nnopt.train", "debug=fast", "trainer.max_epochs=2",
-                                   f"paths.log_dir={tmp_path}"])  # fmt: skip
+    code, lines = run_in_terminal(
+        [sys.executable, "-m", "nnopt.train", "debug=fast", "trainer.max_epochs=2", f"paths.log_dir={tmp_path}"]
+    )
     assert code == 0, "\n".join(lines[-30:])
     screen = "\n".join(lines)
     assert "Tip:" not in screen and "litlogger" not in screen  # no third-party adverts

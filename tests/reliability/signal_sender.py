@@ -18,8 +18,9 @@ class SendSignal(pl.Callback):
         self.signum, self.at_step, self.once, self.job = signum, at_step, once, job
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step != self.at_step or (self.once and Path(self.once).exists()):
             return
         if self.job is not None:

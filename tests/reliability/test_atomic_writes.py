@@ -34,8 +34,9 @@ def mode(path: Path) -> int:
 
 def test_files_get_the_umask_mode_not_0600(tmp_path, umask022):
     nio.write_atomic(tmp_path / "a.txt", "text")
-    S.write_summary(tmp_path / "job", {**S.empty_summary(), S.STATUS: S.COMPLETED, "overrides": ["seed=1"],
-                                       S.TEST_ACC: 0.9})  # fmt: skip
+    S.write_summary(
+        tmp_path / "job", {**S.empty_summary(), S.STATUS: S.COMPLETED, "overrides": ["seed=1"], S.TEST_ACC: 0.9}
+    )
     assert mode(tmp_path / "a.txt") == 0o644
     assert mode(tmp_path / "job" / S.FILENAME) == 0o644
     assert report_main([str(tmp_path / "job"), "--quiet"]) == 0
@@ -105,8 +106,12 @@ def test_disk_full_at_a_checkpoint_through_the_trainer(tmp_path, monkeypatch, ca
     saved: dict[str, bytes] = {}
     _fail_checkpoints_after_first_epoch(monkeypatch, saved)
     run = tmp_path / "run"
-    code, err = invoke(train.main, ["trainer.max_epochs=2", *QUIET, f"hydra.run.dir={run}",
-                                    f"paths.log_dir={tmp_path}"], monkeypatch, capfd)  # fmt: skip
+    code, err = invoke(
+        train.main,
+        ["trainer.max_epochs=2", *QUIET, f"hydra.run.dir={run}", f"paths.log_dir={tmp_path}"],
+        monkeypatch,
+        capfd,
+    )
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 1, err[-2000:]
     assert "Traceback" not in err
@@ -127,8 +132,9 @@ def _mount_tmpfs(where: Path, size: int) -> None:
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("a small tmpfs needs root and mount(8); the fast test covers the same path with ENOSPC")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the fast test covers ENOSPC")
 

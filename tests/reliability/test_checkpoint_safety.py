@@ -29,8 +29,10 @@ PRECIOUS = b"years of work\n"
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def refused(result, *words: str) -> str:
@@ -86,8 +88,14 @@ def world(tmp_path_factory) -> dict:
         name = next(k for k, v in c["state_dict"].items() if k.endswith("weight") and v.ndim == 2)
         c["state_dict"][name] = torch.zeros(c["state_dict"][name].shape[0] + 1, c["state_dict"][name].shape[1])
 
-    return {"root": root, "good": good, "top": craft("top", top), "nested": craft("nested", nested),
-            "no_loops": craft("no_loops", no_loops), "reshaped": craft("reshaped", reshaped)}  # fmt: skip
+    return {
+        "root": root,
+        "good": good,
+        "top": craft("top", top),
+        "nested": craft("nested", nested),
+        "no_loops": craft("no_loops", no_loops),
+        "reshaped": craft("reshaped", reshaped),
+    }
 
 
 def test_payloads_are_live(tmp_path):
@@ -115,8 +123,13 @@ ENTRIES = {
     "finetune": lambda p, logs: run_cli("train", *FAST, "compression=finetune", f"compression.ckpt={p}", log_dir=logs),
     "resume": lambda p, logs: run_cli("train", *FAST, f"ckpt_path={p}", log_dir=logs),
 }
-KEYS = {"eval": "ckpt_path", "export": "ckpt_path", "distill": "compression.teacher_ckpt",
-        "finetune": "compression.ckpt", "resume": "ckpt_path"}  # fmt: skip
+KEYS = {
+    "eval": "ckpt_path",
+    "export": "ckpt_path",
+    "distill": "compression.teacher_ckpt",
+    "finetune": "compression.ckpt",
+    "resume": "ckpt_path",
+}
 
 
 # every entry point with the nested payloads (recursive instantiate); the top-level one for all in the slow tier

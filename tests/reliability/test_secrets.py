@@ -30,8 +30,14 @@ def assert_nowhere(root, values) -> int:
 def test_env_values_are_kept_as_interpolations_and_secrets_never_written(tmp_path):
     run = tmp_path / "run"
     env = cli_env(**SECRETS, WB_PROJECT="nnopt-secret-test")
-    args = ["logger=many", *FAST, "tags=[${oc.env:MY_API_KEY},plain]", "+note=${oc.env:DB_PASSWORD}",
-            "+alias=${note}", "logger.wandb.project=${oc.env:WB_PROJECT}"]  # fmt: skip
+    args = [
+        "logger=many",
+        *FAST,
+        "tags=[${oc.env:MY_API_KEY},plain]",
+        "+note=${oc.env:DB_PASSWORD}",
+        "+alias=${note}",
+        "logger.wandb.project=${oc.env:WB_PROJECT}",
+    ]
     result = run_cli("train", *args, f"hydra.run.dir={run}", log_dir=tmp_path / "logs", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert assert_nowhere(run, SECRETS.values()) > 10
@@ -47,8 +53,13 @@ def test_env_values_are_kept_as_interpolations_and_secrets_never_written(tmp_pat
     assert stored["logger"]["wandb"]["project"] == "${oc.env:WB_PROJECT}"  # inside a group: a live interpolation
 
     # eval rebuilds from that stored config in an environment without the variables, and still works
-    evaluated = run_cli("eval", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "efficiency.latency_repeats=1",
-                        f"hydra.run.dir={tmp_path / 'ev'}", log_dir=tmp_path / "logs")  # fmt: skip
+    evaluated = run_cli(
+        "eval",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "efficiency.latency_repeats=1",
+        f"hydra.run.dir={tmp_path / 'ev'}",
+        log_dir=tmp_path / "logs",
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads((tmp_path / "ev" / S.FILENAME).read_text())[S.STATUS] == S.COMPLETED
 
@@ -73,11 +84,15 @@ def test_run_config_keeps_env_interpolations_and_redacts_secret_values(monkeypat
     monkeypatch.setenv("MY_API_KEY", SECRETS["MY_API_KEY"])
     monkeypatch.setenv("DATA_ROOT", "/data")
     monkeypatch.setenv("SHORT_TOKEN", "abc")  # too short to be a secret worth redacting everywhere
-    cfg = OmegaConf.create({
-        "tags": ["${oc.env:MY_API_KEY}", "plain"], "note": "${oc.env:DATA_ROOT}",
-        "copy": "${tags[0]}", "short": "${oc.env:SHORT_TOKEN}",
-        "data": {"dir": "${oc.env:DATA_ROOT}/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8},
-    })  # fmt: skip
+    cfg = OmegaConf.create(
+        {
+            "tags": ["${oc.env:MY_API_KEY}", "plain"],
+            "note": "${oc.env:DATA_ROOT}",
+            "copy": "${tags[0]}",
+            "short": "${oc.env:SHORT_TOKEN}",
+            "data": {"dir": "${oc.env:DATA_ROOT}/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8},
+        }
+    )
     stored = secrets.run_config(cfg)
     assert stored == {
         "tags": ["\\${oc.env:MY_API_KEY}", "plain"],  # top level: an escaped literal, never resolved again
@@ -89,7 +104,10 @@ def test_run_config_keeps_env_interpolations_and_redacts_secret_values(monkeypat
     again = OmegaConf.create(stored)  # as nnopt-eval reads it, without the secret in its environment
     monkeypatch.delenv("MY_API_KEY")
     assert OmegaConf.to_container(again, resolve=True)["data"] == {
-        "dir": "/data/digits", "key": "${oc.env:MY_API_KEY}", "batch_size": 8}  # fmt: skip
+        "dir": "/data/digits",
+        "key": "${oc.env:MY_API_KEY}",
+        "batch_size": 8,
+    }
     assert secrets.run_config(again) == {**stored, "copy": "<redacted $MY_API_KEY>"}  # stable when stored again
 
 

@@ -22,8 +22,11 @@ COMMON = ["trainer.max_epochs=2", *QUIET]
 
 
 def sender(signum: int, once=None) -> list[str]:
-    args = [f"+callbacks.sender._target_={SENDER}", f"+callbacks.sender.signum={int(signum)}",
-            f"+callbacks.sender.at_step={AT_STEP}"]  # fmt: skip
+    args = [
+        f"+callbacks.sender._target_={SENDER}",
+        f"+callbacks.sender.signum={int(signum)}",
+        f"+callbacks.sender.at_step={AT_STEP}",
+    ]
     return [*args, f"+callbacks.sender.once={once}"] if once is not None else args
 
 

@@ -21,8 +21,10 @@ FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUIET]
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every path under `root` with its content hash ('dir' for folders): what 'nothing changed' compares."""
-    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def refused(result, *words: str) -> str:

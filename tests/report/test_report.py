@@ -36,8 +36,15 @@ def fake_job(sweep: Path, job: int, status: str = S.COMPLETED, curve: bool = Tru
 
 
 def metrics(acc: float, size: int, latency: float) -> dict:
-    return {S.TEST_ACC: acc, S.TEST_F1: acc - 0.01, S.SIZE_BYTES: size, S.SIZE_BYTES_GZIP: size // 2,
-            S.SPARSITY: 0.0, S.LATENCY_B1: latency, S.TRAIN_TIME: 3.0}  # fmt: skip
+    return {
+        S.TEST_ACC: acc,
+        S.TEST_F1: acc - 0.01,
+        S.SIZE_BYTES: size,
+        S.SIZE_BYTES_GZIP: size // 2,
+        S.SPARSITY: 0.0,
+        S.LATENCY_B1: latency,
+        S.TRAIN_TIME: 3.0,
+    }
 
 
 @pytest.fixture
@@ -46,8 +53,13 @@ def sweep(tmp_path: Path) -> Path:
     root = tmp_path / "multiruns" / "stamp"
     accs = {("sgd", 1): 0.80, ("sgd", 2): 0.84, ("adam", 1): 0.90, ("adam", 2): 0.94}
     for job, ((opt, seed), acc) in enumerate(accs.items()):
-        fake_job(root, job, seed=seed, overrides=[f"optimizer={opt}", f"seed={seed}", "paths.log_dir=/x"],
-                 **metrics(acc, 4000 if opt == "sgd" else 8000, 0.05))  # fmt: skip
+        fake_job(
+            root,
+            job,
+            seed=seed,
+            overrides=[f"optimizer={opt}", f"seed={seed}", "paths.log_dir=/x"],
+            **metrics(acc, 4000 if opt == "sgd" else 8000, 0.05),
+        )
     fake_job(root, 4, S.FAILED, seed=1, overrides=["optimizer=rmsprop", "seed=1", "paths.log_dir=/x"])
     (root / "5" / ".hydra").mkdir(parents=True)
     (root / "5" / ".hydra" / "overrides.yaml").write_text("- optimizer=rmsprop\n- seed=2\n- paths.log_dir=/x\n")
@@ -104,8 +116,9 @@ def test_sort_by_other_key_ascending(sweep: Path) -> None:
 
 
 def test_best_per_group_with_two_swept_keys(tmp_path: Path) -> None:
-    for job, (opt, comp, acc) in enumerate([("sgd", "none", 0.8), ("sgd", "prune", 0.85),
-                                            ("adam", "none", 0.9), ("adam", "prune", 0.7)]):  # fmt: skip
+    for job, (opt, comp, acc) in enumerate(
+        [("sgd", "none", 0.8), ("sgd", "prune", 0.85), ("adam", "none", 0.9), ("adam", "prune", 0.7)]
+    ):
         fake_job(tmp_path, job, overrides=[f"optimizer={opt}", f"compression={comp}"], **metrics(acc, 100, 0.1))
     assert main([str(tmp_path), "--quiet"]) == 0
     md = (tmp_path / "report.md").read_text()
@@ -153,8 +166,10 @@ def test_read_only_sweep_dir_is_one_line_exit_2(sweep: Path, read_only, capsys) 
     before = sorted(p.name for p in sweep.iterdir())
     assert main([str(sweep)]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln]
-    assert errors == [f"nnopt-report: error: cannot write {sweep}/report.md: "
-                      f"{'Read-only file system' if os.geteuid() == 0 else 'Permission denied'}"]  # fmt: skip
+    assert errors == [
+        f"nnopt-report: error: cannot write {sweep}/report.md: "
+        f"{'Read-only file system' if os.geteuid() == 0 else 'Permission denied'}"
+    ]
     assert (sweep / "report.md").read_text() == "old report"
     assert sorted(p.name for p in sweep.iterdir()) == before
 
@@ -189,8 +204,14 @@ def test_one_unreadable_summary_is_listed_and_the_rest_reported(sweep: Path, cap
 
 
 def test_pruned_trial_is_ranked_apart(sweep: Path) -> None:
-    fake_job(sweep, 6, S.PRUNED, seed=1, overrides=["optimizer=lion", "seed=1", "paths.log_dir=/x"],
-             **{**metrics(0.99, 100, 0.01), S.VAL_ACC_BEST: 0.99, S.PRUNED_AT: 1})  # fmt: skip
+    fake_job(
+        sweep,
+        6,
+        S.PRUNED,
+        seed=1,
+        overrides=["optimizer=lion", "seed=1", "paths.log_dir=/x"],
+        **{**metrics(0.99, 100, 0.01), S.VAL_ACC_BEST: 0.99, S.PRUNED_AT: 1},
+    )
     assert main([str(sweep), "--sort-by", S.TEST_ACC, "--quiet"]) == 0
     md = (sweep / "report.md").read_text()
     rows = table_rows(md)
@@ -211,21 +232,37 @@ def test_parent_dir_keeps_sweeps_tasks_data_and_retests_apart(tmp_path: Path) ->
         root.mkdir()
         (root / "multirun.yaml").write_text("hydra: {}\n")
         for job, (opt, acc) in enumerate(accs.items()):
-            fake_job(root, job, overrides=[f"optimizer={opt}"], task_name=task, choices={"data": data},
-                     **metrics(acc, 100, 0.1))  # fmt: skip
+            fake_job(
+                root,
+                job,
+                overrides=[f"optimizer={opt}"],
+                task_name=task,
+                choices={"data": data},
+                **metrics(acc, 100, 0.1),
+            )
         return root
 
     a = sweep_of("a", "digits", "train", {"adam": 0.9, "sgd": 0.8})
     sweep_of("b", "mnist", "train", {"adam": 0.5, "sgd": 0.99})
     sweep_of("c", "digits", "other", {"adam": 0.1})
-    fake_job(a / "0", "retest", overrides=["optimizer=adam"], task_name="train", choices={"data": "digits"},
-             evaluated_ckpt=str(a / "0" / "checkpoints" / "last.ckpt"), **metrics(0.3, 100, 0.1))  # fmt: skip
+    fake_job(
+        a / "0",
+        "retest",
+        overrides=["optimizer=adam"],
+        task_name="train",
+        choices={"data": "digits"},
+        evaluated_ckpt=str(a / "0" / "checkpoints" / "last.ckpt"),
+        **metrics(0.3, 100, 0.1),
+    )
     assert main([str(tmp_path), "--sort-by", S.TEST_ACC, "--quiet"]) == 0
     md = (tmp_path / "report.md").read_text()
     titles = [ln for ln in md.splitlines() if ln.startswith("## ")]
-    assert titles == ["## 1. sweep a, task train, data digits",
-                      "## 2. sweep a, task train, data digits, nnopt-eval re-tests",
-                      "## 3. sweep b, task train, data mnist", "## 4. sweep c, task other, data digits"]  # fmt: skip
+    assert titles == [
+        "## 1. sweep a, task train, data digits",
+        "## 2. sweep a, task train, data digits, nnopt-eval re-tests",
+        "## 3. sweep b, task train, data mnist",
+        "## 4. sweep c, task other, data digits",
+    ]
     sections = md.split("\n## ")[1:]
     first = [[c.strip() for c in ln.strip("|").split("|")] for ln in sections[0].splitlines() if ln.startswith("| 1")]
     assert first[0][1:4] == ["optimizer=adam", "1/1", "90.00"]  # the re-test (30 %) is not a second seed

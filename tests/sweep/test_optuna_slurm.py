@@ -20,10 +20,15 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 
+@pytest.mark.slow
 def test_optuna_search_recorded_in_sqlite_and_resumed(tmp_path: Path) -> None:
     db = tmp_path / "study.db"
-    args = ["hparams_search=digits_tpe", *TINY, f"hydra.sweeper.storage=sqlite:///{db}",
-            "hydra.sweeper.sampler.n_startup_trials=3"]  # fmt: skip
+    args = [
+        "hparams_search=digits_tpe",
+        *TINY,
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+    ]
     res = run_cli("train", *args, "hydra.sweeper.n_trials=6", log_dir=tmp_path / "logs")
     assert res.returncode == 0, res.stderr[-2000:]
     study = optuna.load_study(study_name="digits_tpe", storage=f"sqlite:///{db}")
@@ -54,8 +59,15 @@ def test_missing_objective_and_empty_search_are_one_line(tmp_path: Path) -> None
     res = run_cli("train", "hparams_search=digits_tpe", *TINY, db, "hydra.sweeper.n_trials=0", log_dir=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("nnopt: error: hydra.sweeper.n_trials=0")
-    res = run_cli("train", "hparams_search=digits_tpe", *TINY, db, "hydra.sweeper.n_trials=1",
-                  "hydra.sweeper.objective=test/nope", log_dir=tmp_path)  # fmt: skip
+    res = run_cli(
+        "train",
+        "hparams_search=digits_tpe",
+        *TINY,
+        db,
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.objective=test/nope",
+        log_dir=tmp_path,
+    )
     assert res.returncode == 2
     assert "nnopt: error: hydra.sweeper.objective: no run has test/nope; summary keys:" in res.stderr
 
@@ -70,8 +82,13 @@ def test_pruning_callback_stops_a_bad_trial(tmp_path: Path) -> None:
     study.tell(good, 0.9)
     bad = study.ask()
     callback = OptunaPruning("val/acc", storage, "p", bad.number, pruner=pruner)
-    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0, should_stop=False,
-                              callback_metrics={"val/acc": 0.2})  # fmt: skip
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        is_global_zero=True,
+        current_epoch=0,
+        should_stop=False,
+        callback_metrics={"val/acc": 0.2},
+    )
     callback.on_validation_end(trainer, None)
     assert trainer.should_stop and callback.pruned_at == 0
     frozen = optuna.load_study(study_name="p", storage=storage).trials[bad.number]
@@ -90,10 +107,19 @@ def test_slurm_submission_renders_nodes_and_gpus(tmp_path: Path, monkeypatch) ->
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True, overrides=[
-            "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=2",
-            "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4", "hydra.job.name=nnopt",
-            f"paths.log_dir={tmp_path}"])  # fmt: skip
+        cfg = compose(
+            "train",
+            return_hydra_config=True,
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.nodes=2",
+                "hydra.launcher.gpus_per_node=4",
+                "hydra.launcher.tasks_per_node=4",
+                "hydra.job.name=nnopt",
+                f"paths.log_dir={tmp_path}",
+            ],
+        )
     launcher = instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=lambda c: None, config=cfg)
     rendered: list[str] = []
@@ -110,8 +136,15 @@ def test_slurm_submission_renders_nodes_and_gpus(tmp_path: Path, monkeypatch) ->
     with pytest.raises(Submitted):
         launcher.launch([["optimizer=sgd"], ["optimizer=adam"]], initial_job_idx=0)
     text = rendered[0]
-    for flag in ("#SBATCH --partition=gpu", "#SBATCH --nodes=2", "#SBATCH --gpus-per-node=4",
-                 "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32GB",
-                 "#SBATCH --time=240", "#SBATCH --array=0-1%2"):  # fmt: skip
+    for flag in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --nodes=2",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --time=240",
+        "#SBATCH --array=0-1%2",
+    ):
         assert flag in text, (flag, text)
     assert "srun" in text and "submitit.core._submit" in text

@@ -8,8 +8,15 @@ from tests.helpers import QUIET, run_cli
 
 
 def test_each_job_keeps_best_and_last_only(tmp_path):
-    args = ["-m", "optimizer=sgd,adam", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
-            "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", *QUIET]  # fmt: skip
+    args = [
+        "-m",
+        "optimizer=sgd,adam",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        *QUIET,
+    ]
     result = run_cli("train", *args, log_dir=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.glob("train/multiruns/*/*") if (p / "checkpoints").is_dir())

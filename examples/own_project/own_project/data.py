@@ -37,8 +37,14 @@ class ArrayDataset(Dataset):
 
 
 class WineDataModule(pl.LightningDataModule):
-    def __init__(self, batch_size: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.2,
-                 split_seed: int = 0, num_workers: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -70,8 +76,7 @@ class WineDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers)  # fmt: skip
+        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -11,8 +11,9 @@ from torch import nn
 class ResidualMLP(nn.Module):
     """Input projection, `depth` residual blocks (LayerNorm -> Linear -> GELU), linear head."""
 
-    def __init__(self, in_shape: list[int], num_classes: int, width: int = 64, depth: int = 2,
-                 dropout: float = 0.1) -> None:  # fmt: skip
+    def __init__(
+        self, in_shape: list[int], num_classes: int, width: int = 64, depth: int = 2, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), width))
         self.blocks = nn.ModuleList(

@@ -6,6 +6,7 @@ Why not hydra-optuna-sweeper 1.3: it pins optuna<3 (which needs sqlalchemy<2) an
 Search space: Hydra's override grammar, in `hydra.sweeper.params` or on the command line:
 `choice(a,b)`, `range(lo,hi[,step])`, `interval(lo,hi)`, `int(interval(lo,hi))`, `tag(log, interval(lo,hi))`.
 Each trial is one job of the configured launcher; its objective values are read from the job's summary.
+Length: a Hydra Sweeper plugin must be one module (search space, study, loop, results file).
 """
 
 # no `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, and dataclasses
@@ -150,8 +151,14 @@ class NnoptOptunaSweeper(Sweeper):
         storage = self.conf.get("storage")
         if storage and str(storage).startswith("sqlite:///"):
             Path(str(storage)[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.create_study(study_name=self.conf["study_name"], storage=storage, sampler=sampler,
-                                   pruner=pruner, directions=directions, load_if_exists=True)  # fmt: skip
+        return optuna.create_study(
+            study_name=self.conf["study_name"],
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
 
     @staticmethod
     def _requeue_interrupted(study: Any) -> None:
@@ -245,9 +252,13 @@ class NnoptOptunaSweeper(Sweeper):
             if len(keys) == 1:
                 results = {"name": "optuna", "best_params": best[0].params, "best_value": best[0].value, **results}
             else:
-                results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in best],
-                           **results}  # fmt: skip
-            results["best"] = [{"number": t.number, "values": dict(zip(keys, t.values, strict=True)),
-                                "params": t.params} for t in best]  # fmt: skip
+                results = {
+                    "name": "optuna",
+                    "solutions": [{"params": t.params, "values": t.values} for t in best],
+                    **results,
+                }
+            results["best"] = [
+                {"number": t.number, "values": dict(zip(keys, t.values, strict=True)), "params": t.params} for t in best
+            ]
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
         log.info("optuna: %s", results.get("best") or "no completed trial")

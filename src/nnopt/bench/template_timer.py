@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override  # a Lightning dependency: present wherever this runs
+
 try:
     from lightning.pytorch import Callback
 except ImportError:  # the project uses the standalone pytorch_lightning package
@@ -28,13 +30,16 @@ class EpochTimer(Callback):
         self._start: float | None = None
         self._train_end: float | None = None
 
+    @override
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._start, self._train_end = time.perf_counter(), None
 
+    @override
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         if self._start is not None and self._train_end is None and not trainer.sanity_checking:
             self._train_end = time.perf_counter()
 
+    @override
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self._start is None:
             return

@@ -34,6 +34,7 @@ class EpochTimer(pl.Callback):
         self._cpu_start = self._cpu_train = 0.0
         self._profiler: cProfile.Profile | None = None
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.profile_epoch:
             self._profiler = cProfile.Profile()
@@ -41,6 +42,7 @@ class EpochTimer(pl.Callback):
         self._start, self._train_end = time.perf_counter(), None
         self._cpu_start, self._cpu_train = time.process_time(), 0.0
 
+    @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._start is not None and self._train_end is None and not trainer.sanity_checking:
             self._train_end = time.perf_counter()
@@ -53,13 +55,17 @@ class EpochTimer(pl.Callback):
             self._profiler.dump_stats(str(self.path) + ".prof")
             self._profiler = None
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._start is None:
             return
         end = time.perf_counter()
         self._stop_profile()
-        record = {"train_s": (self._train_end or end) - self._start, "epoch_s": end - self._start,
-                  "train_cpu_s": self._cpu_train or time.process_time() - self._cpu_start}  # fmt: skip
+        record = {
+            "train_s": (self._train_end or end) - self._start,
+            "epoch_s": end - self._start,
+            "train_cpu_s": self._cpu_train or time.process_time() - self._cpu_start,
+        }
         if self.target_acc is not None:
             record["test_acc"] = test_accuracy(pl_module, trainer.datamodule)
             if record["test_acc"] >= self.target_acc:
@@ -87,8 +93,9 @@ def process_start_unix() -> float | None:
     """When this process started (Unix time), from /proc; None where that cannot be read."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))  # fmt: skip
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
     except (OSError, IndexError, ValueError, StopIteration):
         return None
     return boot + ticks / os.sysconf("SC_CLK_TCK")

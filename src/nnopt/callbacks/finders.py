@@ -21,7 +21,7 @@ class LRRangeTest(LearningRateFinder):
 
     Args:
         output_dir: where rank 0 writes `lr_find.png` (loss against LR) and `lr_find.json`.
-        apply: set the suggested LR as every param group's `lr` and `initial_lr` of the first optimizer.
+        apply: train from the suggested LR (the optimizer and its schedule are built again from it).
         **kwargs: passed to Lightning's :class:`~pytorch_lightning.callbacks.LearningRateFinder`
             (`min_lr`, `max_lr`, `num_training_steps`, `mode`, `early_stop_threshold`).
     """

@@ -35,8 +35,13 @@ class RankAgreement(pl.Callback):
         digest = config_digest(getattr(pl_module, "run_config", {}) or {})
         gathered: list[str | None] = [None] * trainer.world_size
         torch.distributed.all_gather_object(gathered, digest)  # every rank sees every digest: all fail alike
-        log.info("rank %d of %d: config %s (%s)", trainer.global_rank, trainer.world_size, digest,
-                 getattr(stage, "value", stage))  # fmt: skip
+        log.info(
+            "rank %d of %d: config %s (%s)",
+            trainer.global_rank,
+            trainer.world_size,
+            digest,
+            getattr(stage, "value", stage),
+        )
         if len(set(gathered)) != 1:
             raise RuntimeError(
                 f"DDP ranks run different configurations (rank {trainer.global_rank}: {digest}); "

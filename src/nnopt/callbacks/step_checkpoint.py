@@ -30,15 +30,20 @@ class StepCheckpoint(pl.Callback):
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 0, filename: str = LAST_FILE) -> None:
         ok = isinstance(every_n_train_steps, int) and not isinstance(every_n_train_steps, bool)
-        require(ok and every_n_train_steps >= 0, "callbacks.step_checkpoint.every_n_train_steps",
-                every_n_train_steps, "an integer >= 0")  # fmt: skip
+        require(
+            ok and every_n_train_steps >= 0,
+            "callbacks.step_checkpoint.every_n_train_steps",
+            every_n_train_steps,
+            "an integer >= 0",
+        )
         self.path = Path(dirpath) / filename
         self.every = every_n_train_steps
         self._rng: torch.Tensor | None = None
 
     @override
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.every and trainer.global_step % self.every == 0 and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path)
 

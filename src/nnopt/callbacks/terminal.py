@@ -75,6 +75,11 @@ class ModelTable(RichModelSummary):
     ) -> None:
         data = [(name, values) for name, values in summary_data if name not in _SIZE_COLUMNS]
         RichModelSummary.summarize(
-            data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops,
+            data,
+            total_parameters,
+            trainable_parameters,
+            model_size,
+            total_training_modes,
+            total_flops,
             **summarize_kwargs,
-        )  # fmt: skip
+        )

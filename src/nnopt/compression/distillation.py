@@ -59,8 +59,9 @@ class Distillation(pl.Callback):
         teacher, state, saved = net_from_checkpoint(self.teacher_ckpt, dm.input_shape, dm.num_classes, TEACHER_KEY)
         data_name = (saved.get("data") or {}).get("name")
         if data_name != dm.name:
-            raise CheckpointError(f"{TEACHER_KEY}={self.teacher_ckpt} was trained on data.name={data_name}, "
-                                  f"this run uses {dm.name}")  # fmt: skip
+            raise CheckpointError(
+                f"{TEACHER_KEY}={self.teacher_ckpt} was trained on data.name={data_name}, this run uses {dm.name}"
+            )
         try:
             teacher.load_state_dict(state)
         except RuntimeError as exc:
@@ -80,6 +81,10 @@ class Distillation(pl.Callback):
         if getattr(module, "task", None) == "regression":  # real outputs: match the teacher's (standardised units)
             return self.weight * F.mse_loss(logits, teacher_logits)
         t = self.temperature
-        kl = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-                      reduction="batchmean", log_target=True)  # fmt: skip
+        kl = F.kl_div(
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
         return self.weight * t * t * kl

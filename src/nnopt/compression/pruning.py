@@ -12,6 +12,8 @@ Two phases, so that a resumed run ends exactly at the target and QAT can follow 
 Checkpoints always hold plain weights (`weight = orig * mask`, which is what the model computes); the masks
 and schedule position travel in this callback's state, so `nnopt-eval` loads a pruned checkpoint into a
 fresh model and a resumed run re-applies the same masks.
+Length: one callback whose two phases (scheduled masks, then permanent enforced masks) and resume state must stay
+together.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ workarounds (train/eval switch, stripping unused float weights). Eager QAT also 
 the *same* Parameter objects, so the optimizer, pruning masks and Lightning's loop carry on untouched, and the
 converted model exports to ONNX (QDQ) with the TorchScript exporter. Eager mode needs fusion groups; they are
 found automatically in `nn.Sequential`s (Conv[+BN][+ReLU], Linear[+BN], Linear+ReLU).
+Length: QAT and post-training quantization share preparation, conversion and the int8 save/load format.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Per-sample ``Dataset`` + collate costs ~0.1 ms per sample on CPU; slicing a resident tensor costs almost
 nothing, so small-model epochs are bound by the model, not the loader.
+Length: the in-memory path (checks, split, scaling, DDP-sharded batches with resumable position) is one mechanism
+shared by every source.
 """
 
 from __future__ import annotations
@@ -195,16 +197,16 @@ class InMemoryDataModule(pl.LightningDataModule):
         }
         for split, (x, _) in splits.items():
             if len(x) == 0 and not (split == "val" and self.val_fraction == 0):
-                raise DataError(
-                    f"data.name={self.name}: the {split} split is empty; check the fractions/files"
-                )
+                raise DataError(f"data.name={self.name}: the {split} split is empty; check the fractions/files")
         regression = self.task == REGRESSION
         if regression:
             self.num_classes = 1  # one output unit
         # Scale with train statistics only, so nothing leaks from val/test (torch: multi-threaded, no extra copies).
         y_dtype = torch.float32 if regression else torch.int64
-        tensors = {split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=y_dtype))
-                   for split, (x, y) in splits.items()}  # fmt: skip
+        tensors = {
+            split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=y_dtype))
+            for split, (x, y) in splits.items()
+        }
         x_train = tensors["train"][0]
         if x_train.dim() == 2:  # tabular: features have unrelated units, so each gets its own scale
             std, mean = torch.std_mean(x_train, dim=0)

@@ -84,8 +84,10 @@ def check(cfg: DictConfig, environ: dict[str, str] | None = None) -> None:
             "= 1 process; use trainer=cpu/gpu for one device, or ask for >= 2 devices"
         )
     if trainer.get("sync_batchnorm") and accelerator == "cpu" and (devices or 1) * num_nodes > 1:
-        raise ConfigError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU kernel); "
-                          "set it false with trainer.accelerator=cpu")  # fmt: skip
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU kernel); "
+            "set it false with trainer.accelerator=cpu"
+        )
     _check_launcher(env, devices, num_nodes)
 
 
@@ -102,8 +104,9 @@ def _check_launcher(env: Any, devices: int | None, num_nodes: int) -> None:
                 f"make them equal (one task per device)"
             )
         if nnodes and nnodes.isdigit() and int(nnodes) != num_nodes:
-            raise ConfigError(f"SLURM allocated {nnodes} nodes (--nodes) but trainer.num_nodes={num_nodes}; "
-                              f"make them equal")  # fmt: skip
+            raise ConfigError(
+                f"SLURM allocated {nnodes} nodes (--nodes) but trainer.num_nodes={num_nodes}; make them equal"
+            )
         ntasks = int(env["SLURM_NTASKS"])
         if ntasks not in (1, devices * num_nodes):
             raise ConfigError(

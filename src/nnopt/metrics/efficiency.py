@@ -87,9 +87,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(
-    model: nn.Module, in_shape: Sequence[int], repeats: int = 20, warmup: int = 3
-) -> dict[str, float]:
+def measure(model: nn.Module, in_shape: Sequence[int], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
     """Efficiency keys of summary.json for `model` (moved to CPU for timing)."""
     model = model.cpu().eval()
     total, nonzero = count_params(model)

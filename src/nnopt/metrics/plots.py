@@ -8,9 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 
 
-def confusion_matrix_png(
-    matrix: torch.Tensor, path: str | Path, title: str = "test confusion matrix"
-) -> Path:
+def confusion_matrix_png(matrix: torch.Tensor, path: str | Path, title: str = "test confusion matrix") -> Path:
     matrix = matrix.detach().cpu()
     n = matrix.shape[0]
     fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))

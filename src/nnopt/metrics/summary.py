@@ -45,7 +45,6 @@ TEST_RECALL = N.key(N.TEST, N.RECALL)
 TEST_F1 = N.key(N.TEST, N.F1)
 TEST_LOSS = N.key(N.TEST, N.LOSS)
 VAL_ACC_BEST = N.VAL_ACC_BEST
-
 #: regression (data.task=regression; null for classification, as the classification keys are for regression)
 TEST_MSE = N.key(N.TEST, N.MSE)
 TEST_MAE = N.key(N.TEST, N.MAE)
@@ -53,6 +52,7 @@ TEST_R2 = N.key(N.TEST, N.R2)
 VAL_MSE_BEST = N.VAL_MSE_BEST
 #: binary classification only (optional key)
 TEST_AUROC = N.key(N.TEST, N.AUROC)
+
 PARAMS = "model/params"
 NONZERO_PARAMS = "model/nonzero_params"
 SPARSITY = "model/sparsity"
@@ -77,19 +77,55 @@ TRAIN_THREADS = "train/threads"
 
 #: keys every summary has (metrics are null when a run failed before producing them)
 REQUIRED_KEYS = (
-    STATUS, SEED, CHOICES,
-    TEST_ACC, TEST_PRECISION, TEST_RECALL, TEST_F1, TEST_LOSS, VAL_ACC_BEST,
-    PARAMS, NONZERO_PARAMS, SPARSITY, SIZE_BYTES, SIZE_BYTES_GZIP, LATENCY_B1, LATENCY_B256,
-    TEST_MSE, TEST_MAE, TEST_R2, VAL_MSE_BEST,
-    TRAIN_TIME, TRAIN_SAMPLES_PER_S, TRAIN_EPOCHS, TRAIN_PEAK_MEM, TRAIN_STEPS,
-)  # fmt: skip
+    STATUS,
+    SEED,
+    CHOICES,
+    TEST_ACC,
+    TEST_PRECISION,
+    TEST_RECALL,
+    TEST_F1,
+    TEST_LOSS,
+    VAL_ACC_BEST,
+    TEST_MSE,
+    TEST_MAE,
+    TEST_R2,
+    VAL_MSE_BEST,
+    PARAMS,
+    NONZERO_PARAMS,
+    SPARSITY,
+    SIZE_BYTES,
+    SIZE_BYTES_GZIP,
+    LATENCY_B1,
+    LATENCY_B256,
+    TRAIN_TIME,
+    TRAIN_SAMPLES_PER_S,
+    TRAIN_EPOCHS,
+    TRAIN_PEAK_MEM,
+    TRAIN_STEPS,
+)
 #: keys a summary may have, depending on the run (compression, DDP, sweeps, eval); readers must not require them
 OPTIONAL_KEYS = (
-    SCHEMA_KEY, ERROR, TASK_NAME, TAGS, OVERRIDES, RUN_DIR, STARTED_AT, FINISHED_AT, FAILED_AT_STEP, EVALUATED_CKPT,
-    CKPT_BEST, CKPT_LAST, PRUNE_SPARSITY, PRUNED_AT, INT8, TEST_ACC_FLOAT, TRAIN_WORLD_SIZE, TRAIN_SAMPLES_RANK0,
-    TRAIN_THREADS,
+    SCHEMA_KEY,
+    ERROR,
+    TASK_NAME,
+    TAGS,
+    OVERRIDES,
+    RUN_DIR,
+    STARTED_AT,
+    FINISHED_AT,
+    FAILED_AT_STEP,
+    EVALUATED_CKPT,
+    CKPT_BEST,
+    CKPT_LAST,
+    PRUNE_SPARSITY,
+    PRUNED_AT,
+    INT8,
+    TEST_ACC_FLOAT,
+    TRAIN_WORLD_SIZE,
+    TRAIN_SAMPLES_RANK0,
     TEST_AUROC,
-)  # fmt: skip
+    TRAIN_THREADS,
+)
 
 
 class SummaryError(NnoptError):

@@ -33,9 +33,7 @@ class SmallCNN(nn.Module):
             layers.append(nn.Dropout(dropout))
         self.features = nn.Sequential(*layers)
         flat = flat_features(self.features, in_shape, "cnn")
-        self.classifier = nn.Sequential(
-            *dense_block(flat, hidden, False, dropout), nn.Linear(hidden, num_classes)
-        )
+        self.classifier = nn.Sequential(*dense_block(flat, hidden, False, dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

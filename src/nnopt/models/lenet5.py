@@ -30,9 +30,7 @@ class LeNet5(nn.Module):
             nn.Flatten(),
         )
         flat = flat_features(self.features, in_shape, "lenet5")
-        self.classifier = nn.Sequential(
-            *dense_block(flat, hidden, False, dropout), nn.Linear(hidden, num_classes)
-        )
+        self.classifier = nn.Sequential(*dense_block(flat, hidden, False, dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -29,11 +29,15 @@ def batch_size_png(configs: list[Config], path: str | Path, key: str = BATCH_KEY
             stats = [(size, c.stats(y_key)) for size, c in points if c.stats(y_key) is not None]
             if stats:
                 xs = [size for size, _ in stats]
-                ax.errorbar(xs, [m for _, (m, _) in stats], yerr=[s for _, (_, s) in stats], marker="o", capsize=3,
-                            label=rest)  # fmt: skip
+                ax.errorbar(
+                    xs, [m for _, (m, _) in stats], yerr=[s for _, (_, s) in stats], marker="o", capsize=3, label=rest
+                )
         ax.set_xscale("log", base=2)
-        ax.set(xlabel=f"batch size ({key}; the largest may be the full training split)", ylabel=label,
-               title=f"{label} vs batch size")  # fmt: skip
+        ax.set(
+            xlabel=f"batch size ({key}; the largest may be the full training split)",
+            ylabel=label,
+            title=f"{label} vs batch size",
+        )
         ax.grid(alpha=0.3)
         if len(lines) > 1:
             ax.legend(fontsize=8)

@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {', '.join(str(p) for p in paths)}")
     if report.unreadable:  # the report lists them; the exit status says the sweep is not fully reported
         first = report.unreadable[0]
-        print(f"nnopt-report: {len(report.unreadable)} unreadable summary.json (job {first.job}: "
-              f"{(first.summary or {}).get(S.ERROR)})", file=sys.stderr)  # fmt: skip
+        print(
+            f"nnopt-report: {len(report.unreadable)} unreadable summary.json (job {first.job}: "
+            f"{(first.summary or {}).get(S.ERROR)})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

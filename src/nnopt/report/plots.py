@@ -54,8 +54,15 @@ def pareto_png(configs: list[Config], path: str | Path, y_key: str | None = None
             ax.scatter(xs, ys, color="tab:blue", alpha=0.7, label="config (mean over seeds)")
             front = pareto_front([(x, -y) for x, y in points] if lower else points)
             ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", lw=1.2)
-            ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=80, facecolors="none",
-                       edgecolors="tab:red", lw=1.5, label="Pareto front")  # fmt: skip
+            ax.scatter(
+                [xs[i] for i in front],
+                [ys[i] for i in front],
+                s=80,
+                facecolors="none",
+                edgecolors="tab:red",
+                lw=1.5,
+                label="Pareto front",
+            )
             for (number, _), x, y in zip(numbered, xs, ys, strict=True):
                 ax.annotate(str(number), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
             if max(xs) > 20 * max(min(xs), 1e-12):

@@ -1,4 +1,7 @@
-"""Aggregate runs into configurations (mean ± std over seeds) and render report.md / report.csv."""
+"""Aggregate runs into configurations (mean ± std over seeds) and render report.md / report.csv.
+
+Length: one table model (runs, configs, groups, columns, ranking) that the md and csv writers share.
+"""
 
 from __future__ import annotations
 
@@ -89,8 +92,11 @@ def group(runs: list[Run]) -> tuple[list[Config], list[str]]:
 
 
 #: a regression sweep's test metrics, in place of accuracy and F1
-REGRESSION_COLUMNS = (Column(S.TEST_MSE, "MSE", 1, ".4g"), Column(S.TEST_MAE, "MAE", 1, ".4g"),
-                      Column(S.TEST_R2, "R²", 1, ".3f"))  # fmt: skip
+REGRESSION_COLUMNS = (
+    Column(S.TEST_MSE, "MSE", 1, ".4g"),
+    Column(S.TEST_MAE, "MAE", 1, ".4g"),
+    Column(S.TEST_R2, "R²", 1, ".3f"),
+)
 
 
 def columns_for(sort_by: str) -> list[Column]:
@@ -174,10 +180,14 @@ def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str]
     beside = reported_test_key(sort_by)
     if chosen is not None and beside is not None:
         test = chosen.mean(beside)
-        parts += ["", "## Best configuration", "",
-                  f"**{chosen.label}**: chosen by `{sort_by}` = {chosen.mean(sort_by):.4g} (validation); "
-                  f"`{beside}` = {'–' if test is None else format(test, '.4g')} (test data, reported only: "
-                  "selecting on it would make it an optimistic estimate)."]  # fmt: skip
+        parts += [
+            "",
+            "## Best configuration",
+            "",
+            f"**{chosen.label}**: chosen by `{sort_by}` = {chosen.mean(sort_by):.4g} (validation); "
+            f"`{beside}` = {'–' if test is None else format(test, '.4g')} (test data, reported only: "
+            "selecting on it would make it an optimistic estimate).",
+        ]
     best = best_per_group(configs, keys, sort_by)
     if best:
         parts += ["", f"## Best per group (by `{sort_by}`)", "", *best]
@@ -212,8 +222,17 @@ def per_run_csv(runs: list[Run], keys: list[str]) -> str:
     for r in runs:
         values: list[Any] = [r.value(k) for k in numeric]
         error = (r.summary or {}).get(S.ERROR) or ""
-        writer.writerow([r.job, r.status, label_of(r, keys), *[r.params.get(k, "") for k in keys], r.seed,
-                         *[_num(v) for v in values], error])  # fmt: skip
+        writer.writerow(
+            [
+                r.job,
+                r.status,
+                label_of(r, keys),
+                *[r.params.get(k, "") for k in keys],
+                r.seed,
+                *[_num(v) for v in values],
+                error,
+            ]
+        )
     return out.getvalue()
 
 
@@ -222,8 +241,13 @@ def pruned_section(runs: list[Run], keys: list[str], sort_by: str) -> list[str]:
     pruned = [r for r in runs if r.status == S.PRUNED]
     if not pruned:
         return []
-    lines = ["", "## Pruned trials (stopped early by the pruner; not ranked)", "",
-             f"| job | config | seed | pruned after epoch | {sort_by} |", "|" + "---|" * 5]  # fmt: skip
+    lines = [
+        "",
+        "## Pruned trials (stopped early by the pruner; not ranked)",
+        "",
+        f"| job | config | seed | pruned after epoch | {sort_by} |",
+        "|" + "---|" * 5,
+    ]
     for r in pruned:
         value = r.value(sort_by)
         shown = "–" if value is None else format(value, ".4g")
