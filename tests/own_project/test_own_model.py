@@ -82,6 +82,7 @@ def test_build_errors_carry_the_underlying_message(tmp_path, target, error, text
     assert str(err.value).startswith(text)
 
 
+@pytest.mark.slow
 def test_cli_one_off_model_and_the_leak_error(tmp_path):
     run_dir = tmp_path / "run"
     ok = run_cli("train", *own_model("NoShapes", "width=4"), *TINY, f"hydra.run.dir={run_dir}", log_dir=tmp_path)

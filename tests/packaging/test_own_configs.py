@@ -81,6 +81,7 @@ def test_own_model_and_optimizer_via_searchpath(tmp_path):
     assert math.isfinite(summary["test/acc"])
 
 
+@pytest.mark.slow
 def test_own_configs_via_config_dir_in_a_multirun(tmp_path):
     result = run_cli(
         "train", "-m", *SOURCES["config_dir"], "model=mynet", "optimizer=myopt,adam", *TINY, log_dir=tmp_path

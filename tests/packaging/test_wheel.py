@@ -11,6 +11,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from nnopt.metrics import summary as S
 from tests.helpers import CLI_TIMEOUT, QUIET, ROOT, cli_env
 
@@ -25,6 +27,7 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_trains_from_another_directory(tmp_path):
     (tmp_path / "source").mkdir()
     source = _source_copy(tmp_path / "source")

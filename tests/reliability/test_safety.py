@@ -51,6 +51,7 @@ def test_crafted_pickle_checkpoint_is_refused(tmp_path):
     assert resumed.returncode == 2 and not marker.exists()
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_saved_files(tmp_path):
     secrets = {"WANDB_API_KEY": "a" * 40, "HF_TOKEN": "hf_topsecretvalue123", "AWS_SECRET_ACCESS_KEY": "awsSECRET987"}
     env = cli_env(**secrets)
