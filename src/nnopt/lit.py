@@ -178,6 +178,28 @@ class TaskModule(pl.LightningModule):
         if self.fusion.enabled:  # Lightning steps no scheduler under manual optimisation
             fused.step_plateau_schedulers(self)
 
+    # -- evaluation: each task defines `_eval_step(batch, stage)` and `stage_metrics` (a ModuleDict of val/test) --
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    @override
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, N.VAL)
+
+    @override
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, N.TEST)
+
+    def _log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        values = self.stage_metrics[stage].compute()  # torchmetrics syncs across DDP ranks here
+        self.stage_metrics[stage].reset()
+        self.log_dict({N.key(stage, k): v for k, v in values.items()}, prog_bar=stage == N.VAL)
+        return values
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._log_stage_metrics(N.TEST)
+
     @override
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
@@ -333,14 +355,6 @@ class Classifier(TaskModule):
         return loss
 
     @override
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, N.VAL)
-
-    @override
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, N.TEST)
-
-    @override
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Class probabilities for `x` or `(x, y)` batches, from the deployed model when there is one."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -354,22 +368,12 @@ class Classifier(TaskModule):
         self._train_correct, self._train_seen = torch.zeros((), dtype=torch.long), 0
         super().on_train_epoch_end()
 
-    def _log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        values = self.stage_metrics[stage].compute()  # torchmetrics syncs across DDP ranks here
-        self.stage_metrics[stage].reset()
-        self.log_dict({N.key(stage, k): v for k, v in values.items()}, prog_bar=stage == N.VAL)
-        return values
-
     @override
     def on_validation_epoch_end(self) -> None:
         values = self._log_stage_metrics(N.VAL)
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(values[N.ACC])
             self.log(N.VAL_ACC_BEST, self.val_acc_best.compute())
-
-    @override
-    def on_test_epoch_end(self) -> None:
-        self._log_stage_metrics(N.TEST)
 
 
 def l1_penalty(weight: float) -> LossTerm:

@@ -82,24 +82,10 @@ class Regressor(TaskModule):
         return loss
 
     @override
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, N.VAL)
-
-    @override
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, N.TEST)
-
-    @override
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Predictions in the target's original units, from the deployed model when there is one."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.to_original(self._flat(self.eval_forward(x, N.TEST)))
-
-    def _log_stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        values = self.stage_metrics[stage].compute()  # torchmetrics syncs across DDP ranks here
-        self.stage_metrics[stage].reset()
-        self.log_dict({N.key(stage, k): v for k, v in values.items()}, prog_bar=stage == N.VAL)
-        return values
 
     @override
     def on_validation_epoch_end(self) -> None:
@@ -107,7 +93,3 @@ class Regressor(TaskModule):
         if not self.trainer.sanity_checking:
             self.val_mse_best.update(values[N.MSE])
             self.log(N.VAL_MSE_BEST, self.val_mse_best.compute())
-
-    @override
-    def on_test_epoch_end(self) -> None:
-        self._log_stage_metrics(N.TEST)

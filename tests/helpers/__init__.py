@@ -26,6 +26,8 @@ QUIET = [
 FAST = ["trainer.max_epochs=2", *QUIET]
 #: a few batches of everything (CLI smoke runs, sweeps)
 TINY = ["debug=fast", *QUIET]
+#: one epoch of two batches (bad-input and safety runs: the check under test happens before or around them)
+ONE_EPOCH = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUIET]
 #: CLI subprocesses start Python, torch and Lightning: generous limits, never a short wall-clock budget
 CLI_TIMEOUT = 900
 

@@ -21,15 +21,10 @@ from nnopt import eval as nnopt_eval
 from nnopt import train
 from nnopt.config import resolvers
 from nnopt.metrics import summary as S
+from tests.helpers import ONE_EPOCH
 from tests.helpers.data import write_idx, write_mnist_dir
 
-FAST = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "callbacks.progress_bar=null",
-    "callbacks.model_summary=null",
-    "efficiency.latency_repeats=1",
-]
+FAST = ONE_EPOCH
 
 
 def invoke(main, args: list[str], monkeypatch, capfd) -> tuple[int, str]:

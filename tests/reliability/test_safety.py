@@ -11,15 +11,9 @@ import torch
 from nnopt import train
 from nnopt.callbacks.divergence import TrainingDiverged
 from nnopt.metrics import summary as S
-from tests.helpers import cli_env, make_cfg, run_cli
+from tests.helpers import ONE_EPOCH, cli_env, make_cfg, run_cli
 
-FAST = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "callbacks.progress_bar=null",
-    "callbacks.model_summary=null",
-    "efficiency.latency_repeats=1",
-]
+FAST = ONE_EPOCH
 
 
 def test_divergence_fails_the_run_with_its_step(tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import QUIET, cli_env, run_cli
+from tests.helpers import ONE_EPOCH, cli_env, run_cli
 
-FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", *QUIET]
+FAST = ONE_EPOCH
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -14,10 +14,9 @@ from optuna.trial import TrialState
 from nnopt.config import CONFIG_DIR
 from nnopt.metrics import summary as S
 from nnopt.sweep.pruning import OptunaPruning
-from tests.helpers import run_cli
+from tests.helpers import TINY, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 
 @pytest.mark.slow

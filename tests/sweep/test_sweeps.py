@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from nnopt.metrics import summary as S
-from tests.helpers import run_cli
-
-TINY = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+from tests.helpers import TINY, run_cli
 
 
 def sweep_dir(log_dir: Path) -> Path:
