@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -46,7 +47,7 @@ def test_fused_steps_give_the_same_weights(tmp_path, case):
     plain, t1, m1 = fit(tmp_path, 1, *CASES[case])
     fused16, t16, m16 = fit(tmp_path, 16, *CASES[case])
     assert m1.automatic_optimization and not m16.automatic_optimization
-    assert fused.plain_backward(m16) is (case != "bf16_mixed")  # loss.backward() only where nothing else is owed
+    assert fused.plain_loop(m16) is (case != "bf16_mixed")  # loss.backward() only where nothing else is owed
     assert t16.num_training_batches < t1.num_training_batches  # it did fuse: fewer training_steps
     assert t16.global_step == t1.global_step  # the same number of optimizer steps
     assert plain.keys() == fused16.keys() and plain
@@ -95,18 +96,24 @@ def test_fused_divergence_names_the_exact_step(tmp_path):
 
 
 def test_fused_steps_under_ddp_match_one_unfused_process(tmp_path):
-    """Two gloo ranks with fused steps (2 groups per epoch: 4 + 2 steps) end where one plain process ends."""
+    """Two gloo ranks with K=16 fused steps (2 groups per epoch: 16 + 4 steps) end where one plain process ends."""
     from nnopt import train
     from nnopt.metrics import summary as S
-    from tests.distributed.test_ddp import RUN, env_for, finish, max_diff, start, train_cmd, weights
+    from tests.distributed.test_ddp import RUN, env_for, finish, max_diff, start, weights
 
+    # 20 global batches of 32 per epoch (16 samples per rank): more than one group of 16 steps
+    run = [a for a in RUN if not a.startswith("trainer.limit_train_batches=")]
+    run += ["trainer.limit_train_batches=20", "data.batch_size=32"]
     one = tmp_path / "one"
-    assert train.run(make_cfg(one, *RUN, fast=False))[S.STATUS] == S.COMPLETED
+    assert train.run(make_cfg(one, *run, fast=False))[S.STATUS] == S.COMPLETED
     run_dir, log = tmp_path / "ddp", tmp_path / "ddp.out"
-    finish([start(train_cmd(run_dir, "trainer=ddp_cpu", "trainer.fused_steps=4"), env_for(tmp_path), log)], [log])
+    cmd = [sys.executable, "-m", "nnopt.train", *run, "trainer=ddp_cpu", "trainer.fused_steps=16"]
+    cmd += [f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
+    finish([start(cmd, env_for(tmp_path), log)], [log])
     assert max_diff(weights(one), weights(run_dir)) < 1e-5
     got = json.loads((run_dir / S.FILENAME).read_text())
     assert got[S.TRAIN_WORLD_SIZE] == 2 and got[S.STATUS] == S.COMPLETED
+    assert got[S.TRAIN_STEPS] == 40  # optimizer steps, not training_steps
     assert got[S.TEST_ACC] == pytest.approx(json.loads((one / S.FILENAME).read_text())[S.TEST_ACC], abs=1e-6)
 
 
