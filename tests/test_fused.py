@@ -194,3 +194,31 @@ def test_fused_steps_refuse_callbacks_they_do_not_support(tmp_path, callback):
     with pytest.raises(ConfigError, match=rf"^trainer\.fused_steps=4 .*callbacks\.{callback} is enabled"):
         build.build_datamodule(cfg)
     build.build_datamodule(make_cfg(tmp_path, "trainer.fused_steps=1", f"callbacks.{callback}.enabled=true"))
+
+
+@pytest.mark.parametrize("batches", [1, 15, 16, 17, 40])
+def test_train_accuracy_scored_in_folds_equals_the_per_batch_count(batches):
+    """RunningHits scores up to 16 batches at once: the epoch's fraction is the plain count, folds or not."""
+    from nnopt.lit import RunningHits
+
+    gen = torch.Generator().manual_seed(batches)
+    hits, correct, seen = RunningHits(), 0, 0
+    for i in range(batches):
+        n = 7 + i % 5  # uneven batch sizes
+        outputs, y = torch.randn(n, 4, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+        hits.update(outputs, y)
+        correct += int((outputs.argmax(1) == y).sum())
+        seen += n
+    assert hits.seen == seen
+    assert float(hits.fraction()) == pytest.approx(correct / seen, abs=1e-7)
+    hits.reset()
+    assert hits.seen == 0 and hits.pending == []
+
+
+def test_train_accuracy_folds_early_when_outputs_are_large(monkeypatch):
+    from nnopt.lit import RunningHits
+
+    monkeypatch.setattr(RunningHits, "MAX_PENDING", 100)
+    hits = RunningHits()
+    hits.update(torch.eye(10), torch.arange(10))  # 100 elements: folded at once
+    assert hits.pending == [] and float(hits.fraction()) == 1.0
