@@ -19,7 +19,7 @@ install: $(STAMP)  ## create/refresh .venv: nnopt editable with every extra (.[a
 train: install  ## train the default model on digits (override with ARGS="model=lenet5 ...")
 	$(VENV)/bin/nnopt-train $(ARGS)
 
-test: install  ## fast test tier (~15 min on 2 cores: 466 tests, many through the real CLI)
+test: install  ## fast test tier (~15 min on 2 cores: 474 tests, many through the real CLI)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
 test-slow: install  ## slow tests: real data, signals, disk full, wheel, DDP nodes, bench smoke

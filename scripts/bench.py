@@ -8,7 +8,7 @@ by default: on a shared machine more threads than free cores makes small models 
 ratios meaningless); figures are medians with min-max over repetitions (first epoch of each repetition dropped
 as warm-up). The load average is recorded per section.
 
-    python scripts/bench.py            # full run (~20 min on 2 CPU cores)
+    python scripts/bench.py            # full run (~35 min on 2 CPU cores)
     python scripts/bench.py --quick    # ~3 min check on Fashion-MNIST, few batches
     python scripts/bench.py --smoke    # seconds, on the bundled digits: checks the wiring (tests)
     python scripts/bench.py --only data_path --template-dir ~/lightning-hydra-template  # + the template, live
