@@ -390,14 +390,13 @@ class RunningHits:
     def reset(self) -> None:
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.hits: torch.Tensor | int = 0
-        self.seen = self._held = 0
+        self.seen = 0
 
     def update(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
         """One batch's (detached) outputs and labels."""
         self.pending.append((outputs, y))
         self.seen += len(y)
-        self._held += outputs.numel()
-        if len(self.pending) >= self.FOLD or self._held >= self.MAX_PENDING:
+        if len(self.pending) >= self.FOLD or sum(o.numel() for o, _ in self.pending) >= self.MAX_PENDING:
             self._fold()
 
     def _fold(self) -> None:
@@ -405,7 +404,7 @@ class RunningHits:
             outputs = torch.cat([o for o, _ in self.pending])
             y = torch.cat([t for _, t in self.pending])
             self.hits = self.hits + (outputs.argmax(1) == y).sum()
-            self.pending, self._held = [], 0
+            self.pending = []
 
     def fraction(self) -> torch.Tensor:
         self._fold()
