@@ -41,10 +41,16 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
         assert r["overhead_ratio"] == pytest.approx(r["nnopt_train_s"]["median"] / r["bare_train_s"]["median"])
         cpu = r["nnopt_train_cpu_s"]["median"] / r["bare_train_cpu_s"]["median"]
         assert r["cpu_overhead_ratio"] == pytest.approx(cpu)
-        assert r["judged_on"] == "cpu" and r["judged_ratio"] == r["cpu_overhead_ratio"]  # 1 thread: CPU time
-        assert r["target_max"] == limit and r["meets_target"] == (r["judged_ratio"] <= limit)
-        assert r["steps_per_epoch"] > 0 and r["nnopt_threads"] == [1]
-        assert f"{r['cpu_overhead_ratio']:.3f}× CPU ({r['overhead_ratio']:.3f}× wall)" in md  # this run's own ratios
+        for prefix, which in (("", "nnopt"), ("fused_", "fused")):
+            paired = r[f"{prefix}paired_cpu_ratio"]
+            assert paired["min"] <= paired["median"] <= paired["max"]
+            assert paired["n"] == r[f"{which}_train_cpu_s"]["n"]  # one bare epoch beside each nnopt epoch
+            # 1 thread: judged on CPU time, paired epoch by epoch
+            assert r["judged_on"] == "cpu" and r[f"{prefix}judged_ratio"] == paired["median"]
+            assert r[f"{prefix}meets_target"] == (r[f"{prefix}judged_ratio"] <= limit)
+            assert f"{paired['median']:.3f}× CPU ({paired['min']:.2f}–{paired['max']:.2f}, n={paired['n']}" in md
+        assert r["bare_train_cpu_s"]["n"] == r["nnopt_train_cpu_s"]["n"] + r["fused_train_cpu_s"]["n"]
+        assert r["target_max"] == limit and r["steps_per_epoch"] > 0 and r["nnopt_threads"] == [1]
     layers = results["breakdown"]["layers"]
     assert set(layers) == {"lightning_minimal", "nnopt_no_callbacks", "nnopt_no_progress_bar", "nnopt_default"}
     assert all(isinstance(layer["ms_per_step"], float) for layer in layers.values())

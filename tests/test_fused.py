@@ -59,15 +59,53 @@ def test_fused_steps_give_the_same_weights(tmp_path, case):
 
 
 def test_grouped_batches_keep_order_limit_and_resume_state():
-    from nnopt.data.base import TensorBatches
+    from nnopt.data.base import DeferredBatch, TensorBatches
 
     x, y = torch.arange(20.0).view(20, 1), torch.arange(20)
     inner = TensorBatches(x, y, batch_size=2)
     groups = list(fused.GroupedBatches(inner, 4, limit=9))
     assert [len(g) for g in groups] == [4, 4, 1] and len(fused.GroupedBatches(inner, 4, limit=9)) == 3
-    assert torch.equal(torch.cat([b[0] for g in groups for b in g]), x[:18])
+    assert all(isinstance(b, DeferredBatch) for g in groups for b in g)  # gathered by the step, not the loader
+    assert torch.equal(torch.cat([fused.gathered(b)[0] for g in groups for b in g]), x[:18])
     assert fused.batch_samples(groups[0]) == 8 and fused.batch_samples(groups[0][0]) == 2
+    assert fused.batch_samples(groups[0][0].gather()) == 2
     assert fused.GroupedBatches(inner, 4).state_dict() == inner.state_dict()
+
+
+def test_deferred_batches_are_the_plain_batches_and_follow_lightnings_transfer():
+    """Shuffled deferred batches gather exactly what iteration yields; Lightning's batch transfer (`.to`) decides
+    the device the batch is gathered onto."""
+    from pytorch_lightning.utilities import move_data_to_device
+
+    from nnopt.data.base import TensorBatches
+
+    x, y = torch.randn(23, 3), torch.arange(23)
+    batches = TensorBatches(x, y, batch_size=5, shuffle=True, seed=3)
+    deferred = list(batches.deferred())
+    plain = list(batches)
+    assert len(deferred) == len(plain) == 5
+    for d, (px, py) in zip(deferred, plain, strict=True):
+        gx, gy = d.gather()
+        assert torch.equal(gx, px) and torch.equal(gy, py)
+    moved = move_data_to_device(fused.BatchGroup(deferred), torch.device("meta"))
+    assert isinstance(moved, fused.BatchGroup)
+    assert [b.gather()[0].device.type for b in moved] == ["meta"] * 5
+    assert deferred[0].gather()[0].device.type == "cpu"  # the original is untouched
+
+
+def test_calibration_reads_plain_batches_under_fused_steps(tmp_path):
+    """Static PTQ calibrates on training batches: with fused steps it gets the same single batches (the int8 model
+    scores exactly as without fusion)."""
+    from nnopt import train
+    from nnopt.metrics import summary as S
+
+    got = {}
+    for k in (1, 4):
+        out = tmp_path / f"k{k}"
+        summary = train.run(make_cfg(out, "compression=ptq_static", f"trainer.fused_steps={k}", "trainer.threads=1"))
+        assert summary[S.STATUS] == S.COMPLETED, summary.get(S.ERROR)
+        got[k] = summary[S.TEST_ACC]
+    assert got[4] == pytest.approx(got[1], abs=1e-9)
 
 
 @pytest.mark.parametrize("bad", [0, -2, "auto", 1.5, True])

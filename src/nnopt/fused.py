@@ -43,6 +43,7 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from nnopt import _compat
+from nnopt.data.base import DeferredBatch
 from nnopt.errors import require
 
 if TYPE_CHECKING:
@@ -126,21 +127,29 @@ def trainer_kwargs(node: dict[str, Any]) -> Fusion:
 
 
 class BatchGroup(list):
-    """The consecutive batches of one fused `training_step`."""
+    """The consecutive batches of one fused `training_step` (plain batches, or DeferredBatches of resident data)."""
 
     @property
     def num_samples(self) -> int:
-        return sum(len(batch[0]) for batch in self)
+        return sum(batch_samples(batch) for batch in self)
 
 
 def batch_samples(batch: Any) -> int:
-    """Training samples in a batch as Lightning hands it to callbacks (a plain batch or a BatchGroup)."""
-    return batch.num_samples if isinstance(batch, BatchGroup) else len(batch[0])
+    """Training samples in a batch as Lightning hands it to callbacks (a plain or deferred batch, or a BatchGroup)."""
+    if isinstance(batch, BatchGroup | DeferredBatch):
+        return batch.num_samples
+    return len(batch[0])
+
+
+def gathered(batch: Any) -> Any:
+    """A group's batch ready for its step: DeferredBatches are gathered now, plain batches are as they came."""
+    return batch.gather() if isinstance(batch, DeferredBatch) else batch
 
 
 class GroupedBatches:
     """Yields BatchGroups of `size` consecutive batches of `inner` (the last one may be shorter), at most `limit`
-    batches per epoch.
+    batches per epoch. An inner loader with `deferred()` (nnopt's TensorBatches) gives DeferredBatches, gathered
+    one at a time by `training_step`.
 
     The state (for mid-epoch resume) is the inner loader's: checkpoints fall between groups, so the inner loader
     resumes at the first batch of the next group.
@@ -160,7 +169,8 @@ class GroupedBatches:
 
     def __iter__(self) -> Iterator[BatchGroup]:
         group = BatchGroup()
-        for i, batch in enumerate(self.inner):
+        batches = self.inner.deferred() if hasattr(self.inner, "deferred") else self.inner
+        for i, batch in enumerate(batches):
             if self.limit is not None and i >= self.limit:
                 break
             group.append(batch)
@@ -178,9 +188,19 @@ class GroupedBatches:
             self.inner.load_state_dict(state)
 
 
+def plain_batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """A training loader's batches one at a time, whether or not fused steps group them (e.g. for calibration)."""
+    if isinstance(loader, GroupedBatches):
+        for group in loader:
+            yield from (gathered(batch) for batch in group)
+    else:
+        yield from loader
+
+
 def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict[str, torch.Tensor]:
-    """Run the group's optimizer steps (see the module docstring); returns `{"loss", "losses", "first_step"}`:
-    the last step's loss, every step's loss, and the global step of the first one."""
+    """Run the group's optimizer steps (see the module docstring); returns `{"loss", "losses", "first_step",
+    "logged"}`: the last step's loss, every step's loss, the global step of the first one, and whether any step
+    reached the loggers."""
     trainer = module.trainer
     fusion: Fusion = module.fusion
     optimizer = module.optimizers()
@@ -201,13 +221,14 @@ def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict
         step = lambda: _compat.plain_optimizer_step(optimizer, before_step)  # noqa: E731
     else:
         step = optimizer.step
-    losses = []
+    losses, logged = [], False
     for start in range(0, len(group), fusion.accumulate):
         window = group[start : start + fusion.accumulate]
         global_step = trainer.global_step
         log_now = (global_step + 1) % trainer.log_every_n_steps == 0
         optimizer.zero_grad()
-        for x, y in window:
+        for batch in window:
+            x, y = gathered(batch)
             loss = module.train_loss(x, y, log_now)
             backward(loss / fusion.accumulate if fusion.accumulate > 1 else loss)  # as Lightning divides
         step()
@@ -215,13 +236,19 @@ def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict
         _step_schedulers(module, "step", first_batch + start + len(window) - 1)
         if log_now:
             module.log_fused_step(global_step)
+            logged = True
         if start + fusion.accumulate < len(group):  # Lightning calls them itself after the group's last step
             for callback in per_step_callbacks:
                 callback.on_train_batch_end(trainer, module, {"loss": losses[-1]}, window[-1], batch_idx)
     if batch_idx + 1 == trainer.num_training_batches:
         _step_schedulers(module, "epoch", None)
     _compat.count_logged_steps(trainer, len(losses) - 1)  # Lightning adds one per training_step itself
-    return {"loss": losses[-1], "losses": torch.stack(losses), "first_step": torch.tensor(first_step)}
+    return {
+        "loss": losses[-1],
+        "losses": torch.stack(losses),
+        "first_step": torch.tensor(first_step),
+        "logged": logged,
+    }
 
 
 class StepCounts:

@@ -128,7 +128,8 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         if isinstance(batch, fused.BatchGroup):  # trainer.fused_steps > 1
             out = fused.training_step(self, batch, batch_idx)
-            self.log(N.TRAIN_LOSS, out["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
+            if out["logged"] or batch_idx == 0:  # the progress bar's loss, as often as without fusion
+                self.log(N.TRAIN_LOSS, out["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False)
             return out
         x, y = batch
         return self.train_loss(x, y, self._log_this_step())

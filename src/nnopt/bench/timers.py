@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import cProfile
 import json
 import os
@@ -13,6 +14,8 @@ import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
+from nnopt.bench.bare import BareLoop
+
 
 class EpochTimer(pl.Callback):
     """Writes per-epoch times to `path` (JSON) as training goes.
@@ -23,19 +26,52 @@ class EpochTimer(pl.Callback):
     other jobs on a shared machine).
     With `target_acc`, the test split is scored after every epoch (outside the clock) and training stops once
     it reaches the target: the time-to-accuracy measurement.
+    With `bare_beside`, a hand-written loop (`BareLoop` on a copy of the module's `net`, the same optimizer type and
+    hyperparameters, the same resident data) runs one epoch right before each of nnopt's training passes, outside
+    its clock; its times are the record's `bare`. The two then alternate epoch by epoch, so each nnopt epoch has a
+    bare epoch measured seconds earlier under the same machine load (a shared machine's speed drifts by +-15 %).
     """
 
-    def __init__(self, path: str, target_acc: float | None = None, profile_epoch: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        target_acc: float | None = None,
+        profile_epoch: int | None = None,
+        bare_beside: bool = False,
+        seed: int = 0,
+        max_batches: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.target_acc = target_acc
         self.profile_epoch = profile_epoch  # cProfile this epoch's training pass into <path>.prof
+        self.bare_beside, self.seed, self.max_batches = bare_beside, seed, max_batches
+        self._bare: BareLoop | None = None
+        self._bare_record: dict[str, float] | None = None
         self.epochs: list[dict[str, float]] = []
         self._start = self._train_end = None
         self._cpu_start = self._cpu_train = 0.0
         self._profiler: cProfile.Profile | None = None
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.bare_beside:
+            return
+        net = copy.deepcopy(pl_module.net)  # same architecture and initial weights, trained apart
+        optimizer = trainer.optimizers[0]
+        x, y = trainer.datamodule.tensors["train"]
+        self._bare = BareLoop(
+            net,
+            type(optimizer)(net.parameters(), **optimizer.defaults),
+            x,
+            y,
+            trainer.datamodule.batch_size,
+            self.seed,
+            self.max_batches,
+        )
+
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._bare_record = self._bare.epoch() if self._bare is not None else None
         if trainer.current_epoch == self.profile_epoch:
             self._profiler = cProfile.Profile()
             self._profiler.enable()
@@ -66,6 +102,8 @@ class EpochTimer(pl.Callback):
             "epoch_s": end - self._start,
             "train_cpu_s": self._cpu_train or time.process_time() - self._cpu_start,
         }
+        if self._bare_record is not None:
+            record["bare"] = self._bare_record
         if self.target_acc is not None:
             record["test_acc"] = test_accuracy(pl_module, trainer.datamodule)
             if record["test_acc"] >= self.target_acc:

@@ -25,6 +25,7 @@ from torch import nn
 from torch.ao.nn.intrinsic import qat as nniqat
 from typing_extensions import override
 
+from nnopt import fused
 from nnopt.compression import keep_training_until, restart_best_tracking
 from nnopt.errors import CheckpointError, ConfigError, require, require_choice
 from nnopt.metrics import summary as S
@@ -226,7 +227,7 @@ class PostTrainingQuantization(Int8Deploy):
         if self.kind == "dynamic":
             return quantize_dynamic(pl_module.net)
         prepared = prepare(copy.deepcopy(pl_module.net).cpu(), self.backend, qat=False)
-        for i, (x, _) in enumerate(trainer.datamodule.train_dataloader()):
+        for i, (x, _) in enumerate(fused.plain_batches(trainer.datamodule.train_dataloader())):
             if i >= self.calibration_batches:
                 break
             prepared(x.cpu())
