@@ -5,7 +5,8 @@ result collection, progress bar, logger connector) costs about as much as the st
 one `training_step` pays it once per K steps while each optimizer step stays what it was:
 
 - the training data comes in groups of K x `accumulate_grad_batches` consecutive batches (`GroupedBatches`, the
-  same order and the same resume state as the plain loader), run with manual optimisation: `manual_backward`
+  same order and the same resume state as the plain loader; from resident tensors each batch is gathered only when
+  its step runs, so it is still in cache), run with manual optimisation: `manual_backward`
   (precision plugins, DDP gradient sync) and the Lightning optimizer's `step()` (so `on_before_optimizer_step`
   runs for every callback and the module, per step: gradient clipping, pruning's gradient masks); on one device in
   32/64-bit precision, where that is all they would do, `loss.backward()`, those hooks and the torch optimizer's
