@@ -247,8 +247,8 @@ class Bench:
             extra.append(f"+callbacks.bench_timer.profile_epoch={profile_epoch}")
         if bare_beside:
             extra += ["+callbacks.bench_timer.bare_beside=true", "+callbacks.bench_timer.seed=${seed}"]
-            if self.batches(max_batches):
-                extra.append(f"+callbacks.bench_timer.max_batches={self.batches(max_batches)}")
+            if limit := self.batches(max_batches):
+                extra.append(f"+callbacks.bench_timer.max_batches={limit}")
         cfg = compose_cfg(
             out,
             [*self.mode.data, *overrides, f"trainer.max_epochs={epochs}", f"trainer.threads={self.threads}", *extra],
@@ -286,7 +286,8 @@ class Bench:
 
     def steps_per_epoch(self, dm, cap: int | None = None) -> int:
         steps = -(-len(dm.tensors["train"][0]) // dm.batch_size)
-        return min(steps, self.batches(cap)) if self.batches(cap) else steps
+        limit = self.batches(cap)
+        return min(steps, limit) if limit else steps
 
 
 EpochTimerPath = "nnopt.bench.timers.EpochTimer"

@@ -65,8 +65,13 @@ class BareLoop:
 
 @torch.no_grad()
 def accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
+    """Top-1 accuracy of `net` on (x, y), in chunks on the net's device; the net's train/eval mode is kept."""
+    device = next(net.parameters()).device
+    was_training = net.training
     net.eval()
     correct = sum(
-        int((net(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(x), batch_size)
+        int((net(x[i : i + batch_size].to(device)).argmax(1).to(y.device) == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
     )
+    net.train(was_training)
     return correct / max(len(x), 1)

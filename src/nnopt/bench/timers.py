@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from typing_extensions import override
 
-from nnopt.bench.bare import BareLoop
+from nnopt.bench.bare import BareLoop, accuracy
 
 
 class EpochTimer(pl.Callback):
@@ -105,26 +104,13 @@ class EpochTimer(pl.Callback):
         if self._bare_record is not None:
             record["bare"] = self._bare_record
         if self.target_acc is not None:
-            record["test_acc"] = test_accuracy(pl_module, trainer.datamodule)
+            record["test_acc"] = accuracy(pl_module, *trainer.datamodule.tensors["test"])
             if record["test_acc"] >= self.target_acc:
                 trainer.should_stop = True
         self.epochs.append(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.epochs))
         self._start = None
-
-
-@torch.no_grad()
-def test_accuracy(pl_module: pl.LightningModule, datamodule, batch_size: int = 2048) -> float:
-    x, y = datamodule.tensors["test"]
-    was_training = pl_module.training
-    pl_module.eval()
-    correct = sum(
-        int((pl_module(x[i : i + batch_size].to(pl_module.device)).argmax(1).cpu() == y[i : i + batch_size]).sum())
-        for i in range(0, len(x), batch_size)
-    )
-    pl_module.train(was_training)
-    return correct / len(x)
 
 
 def process_start_unix() -> float | None:
