@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
+from tests.helpers import CLI_TIMEOUT, ROOT, cli_env, make_cfg
 
 BENCH = ROOT / "scripts" / "bench.py"
 
@@ -42,14 +42,17 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
         cpu = r["nnopt_train_cpu_s"]["median"] / r["bare_train_cpu_s"]["median"]
         assert r["cpu_overhead_ratio"] == pytest.approx(cpu)
         for prefix, which in (("", "nnopt"), ("fused_", "fused")):
-            paired = r[f"{prefix}paired_cpu_ratio"]
-            assert paired["min"] <= paired["median"] <= paired["max"]
-            assert paired["n"] == r[f"{which}_train_cpu_s"]["n"]  # one bare epoch beside each nnopt epoch
-            # 1 thread: judged on CPU time, paired epoch by epoch
-            assert r["judged_on"] == "cpu" and r[f"{prefix}judged_ratio"] == paired["median"]
+            paired, bracketed = r[f"{prefix}paired_cpu_ratio"], r[f"{prefix}bracketed_cpu_ratio"]
+            for ratios in (paired, bracketed):
+                assert ratios["min"] <= ratios["median"] <= ratios["max"]
+                assert ratios["n"] == r[f"{which}_train_cpu_s"]["n"]  # bare epochs beside each nnopt epoch
+            # 1 thread: judged on CPU time, each epoch against the bare epochs before and after it
+            assert r["judged_on"] == "cpu" and r[f"{prefix}judged_ratio"] == bracketed["median"]
             assert r[f"{prefix}meets_target"] == (r[f"{prefix}judged_ratio"] <= limit)
-            assert f"{paired['median']:.3f}× CPU ({paired['min']:.2f}–{paired['max']:.2f}, n={paired['n']}" in md
+            cell = f"{bracketed['median']:.3f}× CPU ({bracketed['min']:.2f}–{bracketed['max']:.2f}, n={bracketed['n']}"
+            assert cell in md
         assert r["bare_train_cpu_s"]["n"] == r["nnopt_train_cpu_s"]["n"] + r["fused_train_cpu_s"]["n"]
+        assert r["bare_after_over_before_cpu"]["n"] == r["bare_train_cpu_s"]["n"]
         assert r["target_max"] == limit and r["steps_per_epoch"] > 0 and r["nnopt_threads"] == [1]
     layers = results["breakdown"]["layers"]
     assert set(layers) == {"lightning_minimal", "nnopt_no_callbacks", "nnopt_no_progress_bar", "nnopt_default"}
@@ -98,6 +101,40 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
     ):
         assert heading in md
     assert meta["command"] in md and results["gpu_scaling"]["note"] in md
+
+
+def test_epoch_timer_brackets_every_epoch_with_bare_epochs(tmp_path: Path) -> None:
+    """Each nnopt epoch's record has the bare epoch run right before it and the one right after it (the next
+    epoch's, or one run after the last epoch)."""
+    from nnopt import train
+    from nnopt.bench import bare
+
+    epochs, calls = 3, []
+    original = bare.BareLoop.epoch
+
+    def counted(self, *args, **kwargs):
+        record = original(self, *args, **kwargs)
+        calls.append(record)
+        return record
+
+    times = tmp_path / "times.json"
+    cfg = make_cfg(
+        tmp_path,
+        f"trainer.max_epochs={epochs}",
+        "trainer.limit_train_batches=3",
+        "callbacks.early_stopping=null",
+        "+callbacks.bench_timer._target_=nnopt.bench.timers.EpochTimer",
+        f"+callbacks.bench_timer.path={times}",
+        "+callbacks.bench_timer.bare_beside=true",
+        "+callbacks.bench_timer.max_batches=3",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bare.BareLoop, "epoch", counted)
+        train.run(cfg)
+    records = json.loads(times.read_text())
+    assert len(records) == epochs and len(calls) == epochs + 1
+    for i, record in enumerate(records):
+        assert record["bare"] == calls[i] and record["bare_after"] == calls[i + 1]
 
 
 @pytest.mark.slow

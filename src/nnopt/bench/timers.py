@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from typing_extensions import override
 
 from nnopt.bench.bare import BareLoop, accuracy
@@ -26,9 +27,11 @@ class EpochTimer(pl.Callback):
     With `target_acc`, the test split is scored after every epoch (outside the clock) and training stops once
     it reaches the target: the time-to-accuracy measurement.
     With `bare_beside`, a hand-written loop (`BareLoop` on a copy of the module's `net`, the same optimizer type and
-    hyperparameters, the same resident data) runs one epoch right before each of nnopt's training passes, outside
-    its clock; its times are the record's `bare`. The two then alternate epoch by epoch, so each nnopt epoch has a
-    bare epoch measured seconds earlier under the same machine load (a shared machine's speed drifts by +-15 %).
+    hyperparameters, the same resident data) runs one epoch right before each of nnopt's training passes and one
+    after the last, outside nnopt's clock: each record's `bare` is the bare epoch just before it and `bare_after`
+    the one just after it (the next epoch's `bare`). Each nnopt epoch is so bracketed by bare epochs measured
+    seconds apart under the same machine load (a shared machine's speed drifts by +-15 %), and the mean of the two
+    cancels a steady drift and which-runs-first effects that one neighbour alone would not.
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class EpochTimer(pl.Callback):
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._bare_record = self._bare.epoch() if self._bare is not None else None
+        self._bare_record = self._bare_epoch()
         if trainer.current_epoch == self.profile_epoch:
             self._profiler = cProfile.Profile()
             self._profiler.enable()
@@ -83,6 +86,25 @@ class EpochTimer(pl.Callback):
             self._train_end = time.perf_counter()
             self._cpu_train = time.process_time() - self._cpu_start
             self._stop_profile()
+
+    def _bare_epoch(self) -> dict[str, float] | None:
+        """One bare epoch (when `bare_beside`); it is also the `bare_after` of the last recorded nnopt epoch."""
+        if self._bare is None:
+            return None
+        with torch.inference_mode(False), torch.enable_grad():  # wherever Lightning calls the hook from
+            record = self._bare.epoch()
+        if self.epochs and "bare_after" not in self.epochs[-1]:
+            self.epochs[-1]["bare_after"] = record
+            self._write()
+        return record
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._bare_epoch()  # the last epoch's bare_after
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.epochs))
 
     def _stop_profile(self) -> None:
         if self._profiler is not None:
@@ -108,8 +130,7 @@ class EpochTimer(pl.Callback):
             if record["test_acc"] >= self.target_acc:
                 trainer.should_stop = True
         self.epochs.append(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.epochs))
+        self._write()
         self._start = None
 
 
