@@ -237,8 +237,8 @@ class Bench:
         max_batches: int | None = None,
     ) -> dict[str, Any]:
         """One full nnopt run (default callbacks, CSV logger) with an epoch timer added; returns timings+summary.
-        With `bare_beside`, each epoch's record has the `bare` loop's epoch run right before it (EpochTimer), over
-        `max_batches` batches (the same limit the overrides give nnopt)."""
+        With `bare_beside`, each epoch's record has the `bare` loop's epochs run right before it (`bare`) and right
+        after it (`bare_after`; EpochTimer), over `max_batches` batches (the same limit the overrides give nnopt)."""
         self._runs += 1
         out = self.work / f"run{self._runs:03d}"
         times = out / "epoch_times.json"
