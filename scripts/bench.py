@@ -373,12 +373,13 @@ def overhead(b: Bench, key: str) -> dict[str, Any]:
         for which in variants:
             out[f"{which}_{key}"] = stats([e[key] for e in epochs[which]])
     for prefix, which in (("", "nnopt"), ("fused_", "fused")):
-        # ratio of the pooled medians (as before pairing), and the median of the per-epoch paired ratios
+        # the ratio of the pooled medians, and the medians of the per-epoch ratios to the bare epoch before (paired)
+        # and to the mean of the bare epochs before and after (bracketed)
         out[f"{prefix}overhead_ratio"] = ratio(out[f"{which}_train_s"], out["bare_train_s"])
         out[f"{prefix}cpu_overhead_ratio"] = ratio(out[f"{which}_train_cpu_s"], out["bare_train_cpu_s"])
-        for clock, name in (("train_s", "paired_ratio"), ("train_cpu_s", "paired_cpu_ratio")):
-            out[f"{prefix}{name}"] = stats([e[clock] / e["bare"][clock] for e in epochs[which]])
-            out[f"{prefix}bracketed_{name.removeprefix('paired_')}"] = stats(
+        for clock, suffix in (("train_s", "ratio"), ("train_cpu_s", "cpu_ratio")):
+            out[f"{prefix}paired_{suffix}"] = stats([e[clock] / e["bare"][clock] for e in epochs[which]])
+            out[f"{prefix}bracketed_{suffix}"] = stats(
                 [2 * e[clock] / (e["bare"][clock] + e["bare_after"][clock]) for e in epochs[which]]
             )
         out[f"{prefix}overhead_ms_per_step"] = (

@@ -94,13 +94,14 @@ class EpochTimer(pl.Callback):
         with torch.inference_mode(False), torch.enable_grad():  # wherever Lightning calls the hook from
             record = self._bare.epoch()
         if self.epochs and "bare_after" not in self.epochs[-1]:
-            self.epochs[-1]["bare_after"] = record
-            self._write()
+            self.epochs[-1]["bare_after"] = record  # written with the next epoch's record, or at the end of training
         return record
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._bare_epoch()  # the last epoch's bare_after
+        if self._bare is not None:
+            self._bare_epoch()  # the last epoch's bare_after
+            self._write()
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
