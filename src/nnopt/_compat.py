@@ -17,6 +17,13 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop", "_batches_that_stepped"),
     ("pytorch_lightning.core.optimizer.LightningOptimizer", "_on_before_step"),
     ("pytorch_lightning.core.optimizer.LightningOptimizer", "_on_after_step"),
+    ("pytorch_lightning.callbacks.BatchSizeFinder", "_init_val"),
+    ("pytorch_lightning.loops.fit_loop._FitLoop", "min_epochs"),
+    ("pytorch_lightning.utilities.exceptions", "SIGTERMException"),
+    ("rich.progress.BarColumn", "bar_width"),
+    ("pytorch_lightning.callbacks.progress.rich_progress", "CustomBarColumn"),
+    ("pytorch_lightning.callbacks.progress.rich_progress", "ProcessingSpeedColumn"),
+    ("pytorch_lightning.callbacks.RichModelSummary", "summarize"),
     ("optuna.study.Study", "_storage"),
     ("optuna.study.Study", "_study_id"),
     ("optuna.trial.FrozenTrial", "_trial_id"),
@@ -82,6 +89,62 @@ def restart_best_tracking(trainer: Any) -> None:
         cb.best_model_score = None
         cb.best_model_path = ""
         cb.kth_value = torch.tensor(torch.inf if cb.mode == "min" else -torch.inf)
+
+
+def set_batch_size_finder_start(finder: Any, batch_size: int) -> None:
+    """Make a `BatchSizeFinder` start its search from `batch_size` (nnopt: the configured `data.batch_size`).
+
+    Lightning takes the start only as `init_val` in `__init__`, but the configured batch size is known only once
+    the datamodule is attached (at fit start); `_init_val` is what `scale_batch_size` reads.
+    """
+    finder._init_val = batch_size
+
+
+def raise_min_epochs(trainer: Any, epochs: int) -> None:
+    """Make the running fit train at least `epochs` epochs, whatever early stopping says (compression schedules).
+
+    The Trainer takes `min_epochs` only when it is built (`Trainer.min_epochs` is a read-only property); the fit
+    loop's attribute, which its `done` check reads each epoch, is the only place to raise it during a run.
+    """
+    trainer.fit_loop.min_epochs = max(trainer.fit_loop.min_epochs or 0, epochs)
+
+
+def is_lightning_sigterm(exc: BaseException) -> bool:
+    """Whether `exc` is Lightning's `SIGTERMException` (a `SystemExit` without a code, raised after SIGTERM).
+
+    Lightning has no public way to tell that a fit ended by SIGTERM other than this class. Lightning is not
+    imported for the check (nnopt.interrupt must stay light): if it is not loaded, nothing raised its exception.
+    """
+    import sys
+
+    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
+    return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
+
+
+def compact_rich_bar_columns(columns: list, bar_width: int, speed: bool) -> list:
+    """`RichProgressBar.configure_columns()`'s columns with a `bar_width`-character bar and, unless `speed`,
+    without the trailing it/s column.
+
+    Lightning builds the columns in one method with no options: [description, bar, batches, time, speed]; the
+    bar (a `CustomBarColumn`) and the speed column (`ProcessingSpeedColumn`) are found by these positions.
+    """
+    columns[1].bar_width = bar_width
+    return columns if speed else columns[:-1]
+
+
+def rich_model_table(
+    summary_data: list[tuple[str, list[str]]], *args: Any, leave_out: Sequence[str] = (), **kwargs: Any
+) -> None:
+    """Print Lightning's rich model table without the columns named in `leave_out` (e.g. "In sizes").
+
+    `RichModelSummary.summarize` is a static method Lightning's `on_fit_start` calls with the table as its first
+    argument `summary_data` (a list of (column, values)) and the totals after it (`total_flops` by keyword); it
+    takes no column choice, so the table is filtered before it is passed on unchanged.
+    """
+    from pytorch_lightning.callbacks import RichModelSummary
+
+    data = [(name, values) for name, values in summary_data if name not in leave_out]
+    RichModelSummary.summarize(data, *args, **kwargs)
 
 
 # -- Optuna --------------------------------------------------------------------------------------------------

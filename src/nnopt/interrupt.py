@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nnopt._compat import is_lightning_sigterm
+
 #: signals that interrupt a run (SIGUSR1: SLURM's warning before the time limit, other schedulers' preemption)
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
@@ -88,7 +90,7 @@ def signal_of(exc: BaseException | None) -> int | None:
         return exc.signum
     if isinstance(exc, KeyboardInterrupt):
         return signal.SIGINT
-    if isinstance(exc, SystemExit) and type(exc).__name__ == "SIGTERMException":  # Lightning's, raised after SIGTERM
+    if isinstance(exc, SystemExit) and is_lightning_sigterm(exc):  # Lightning's, raised after SIGTERM
         return _received or signal.SIGTERM
     return None
 

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BatchSizeFinder, LearningRateFinder
 from typing_extensions import override
 
+from nnopt._compat import set_batch_size_finder_start
 from nnopt.errors import ConfigError
 
 log = logging.getLogger("nnopt")
@@ -80,7 +81,7 @@ class LargestBatchSize(BatchSizeFinder):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start_from_config and trainer.datamodule is not None:
-            self._init_val = trainer.datamodule.batch_size
+            set_batch_size_finder_start(self, trainer.datamodule.batch_size)
         super().on_fit_start(trainer, pl_module)
         if trainer.global_rank == 0 and self.optimal_batch_size:
             self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ import torch
 from pytorch_lightning.callbacks import RichModelSummary, RichProgressBar
 from typing_extensions import override
 
+from nnopt._compat import compact_rich_bar_columns, rich_model_table
+
 #: the bar's metrics by default: the training loss and the metric checkpoints watch (classification, regression)
 BAR_METRICS = ("train/loss", "val/acc", "val/mse")
 #: characters of bar (Lightning's is 40): room for "Epoch 10/15 120/120 0:00:03 • 0:00:00 loss: 0.873 val/acc: 0.819"
@@ -32,9 +34,7 @@ class CompactProgressBar(RichProgressBar):
     @override
     def configure_columns(self, trainer: pl.Trainer) -> list:
         """Without the it/s column unless `speed`: ~10 characters, and summary.json has the throughput."""
-        columns = super().configure_columns(trainer)
-        columns[1].bar_width = BAR_WIDTH
-        return columns if self.speed else columns[:-1]
+        return compact_rich_bar_columns(super().configure_columns(trainer), BAR_WIDTH, self.speed)
 
     @override
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
@@ -64,22 +64,5 @@ class ModelTable(RichModelSummary):
 
     @staticmethod
     @override
-    def summarize(
-        summary_data: list[tuple[str, list[str]]],
-        total_parameters: int,
-        trainable_parameters: int,
-        model_size: float,
-        total_training_modes: dict[str, int],
-        total_flops: int,
-        **summarize_kwargs: Any,
-    ) -> None:
-        data = [(name, values) for name, values in summary_data if name not in _SIZE_COLUMNS]
-        RichModelSummary.summarize(
-            data,
-            total_parameters,
-            trainable_parameters,
-            model_size,
-            total_training_modes,
-            total_flops,
-            **summarize_kwargs,
-        )
+    def summarize(summary_data: list[tuple[str, list[str]]], *args: Any, **kwargs: Any) -> None:
+        rich_model_table(summary_data, *args, leave_out=_SIZE_COLUMNS, **kwargs)

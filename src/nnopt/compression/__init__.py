@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from nnopt._compat import restart_best_tracking
+from nnopt._compat import raise_min_epochs, restart_best_tracking
 
 __all__ = ["keep_training_until", "restart_best_tracking"]
 
 
 def keep_training_until(trainer: pl.Trainer, epoch: int) -> None:
     """Early stopping may not end the run before `epoch` has been trained (the compression needs it)."""
-    trainer.fit_loop.min_epochs = max(trainer.fit_loop.min_epochs or 0, epoch + 1)
+    raise_min_epochs(trainer, epoch + 1)
