@@ -237,7 +237,7 @@ def test_fused_steps_refuse_callbacks_they_do_not_support(tmp_path, callback):
 @pytest.mark.parametrize("batches", [1, 15, 16, 17, 40])
 def test_train_accuracy_scored_in_folds_equals_the_per_batch_count(batches):
     """RunningHits scores up to 16 batches at once: the epoch's fraction is the plain count, folds or not."""
-    from nnopt.lit import RunningHits
+    from nnopt.tasks.classification import RunningHits
 
     gen = torch.Generator().manual_seed(batches)
     hits, correct, seen = RunningHits(), 0, 0
@@ -254,7 +254,7 @@ def test_train_accuracy_scored_in_folds_equals_the_per_batch_count(batches):
 
 
 def test_train_accuracy_folds_early_when_outputs_are_large(monkeypatch):
-    from nnopt.lit import RunningHits
+    from nnopt.tasks.classification import RunningHits
 
     monkeypatch.setattr(RunningHits, "MAX_PENDING", 100)
     hits = RunningHits()

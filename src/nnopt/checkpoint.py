@@ -5,25 +5,30 @@ A checkpoint is untrusted input. It is read with `weights_only=True` (no pickled
 `instantiate` of what the file says.
 
 A run reads its checkpoint once: :func:`read` keeps the last file it loaded (keyed by path, size and mtime), and the
-trainer's checkpoint IO (:class:`nnopt.io.AtomicCheckpointIO`) and callbacks that need to look inside before
+trainer's checkpoint IO (:class:`AtomicCheckpointIO`) and callbacks that need to look inside before
 Lightning restores it (QAT) are served from that copy.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from typing_extensions import override
 
 from nnopt.errors import CheckpointError
+from nnopt.io import write_with
 
 log = logging.getLogger("nnopt")
 
 CONFIG_KEY = "nnopt_config"
-#: what the model needs to know about its inputs (shapes, standardisation, data set name): see build.data_info
+#: what the model needs to know about its inputs (shapes, task, standardisation): nnopt.tasks.rebuild.data_info
 DATA_KEY = "nnopt_data"
 #: prefix of the inner network's parameters in a LightningModule state_dict
 NET_PREFIX = "net."
@@ -232,3 +237,47 @@ def check_weights_fit(module: torch.nn.Module, ckpt: dict[str, Any], path: str |
             raise CheckpointError(
                 f"{key}={path}: weight {name} has shape {tuple(tensor.shape)}, this model needs {tuple(mine.shape)}"
             )
+
+
+# -- writing ----------------------------------------------------------------------------------------------
+def _is_local(path: str | Path) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that serialises straight into a same-directory temp file, fsynced and renamed
+    (:func:`nnopt.io.write_with`): a kill or a full disk never leaves a truncated checkpoint under the final name.
+
+    Remote paths (`s3://...`) keep Lightning's fsspec save: object stores have no partial files.
+    """
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not _is_local(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        # serialise in memory first: torch's zip writer turns a failed file write (ENOSPC) into an opaque
+        # RuntimeError, while a plain write of the bytes raises the OSError that names the cause
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_with(Path(str(path).removeprefix("file://")), lambda fh: fh.write(buffer.getbuffer()))
+
+    @override
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> Any:
+        """Served from :func:`read`: the run already read (and checked) this file once."""
+        if not _is_local(path) or weights_only is False:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        return read(Path(str(path).removeprefix("file://")))
+
+
+def with_atomic_checkpoint_io(plugins: Any) -> list[Any]:
+    """The trainer's plugin list with :class:`AtomicCheckpointIO` added, unless the user chose a CheckpointIO."""
+    if plugins is None:
+        items: list[Any] = []
+    elif isinstance(plugins, (list, tuple)):
+        items = list(plugins)
+    else:
+        items = [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in items):
+        items.append(AtomicCheckpointIO())
+    return items

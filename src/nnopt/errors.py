@@ -1,8 +1,20 @@
-"""The one exception family for bad input: entry points turn it into one clean line and exit 2."""
+"""The one exception family for bad input, and the one way an entry point reports it: one clean line, exit 2.
+
+`fail` is the only place nnopt prints an error line (every console script and Hydra plugin goes through it), so
+every such line is redacted the same way.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
+from typing import NoReturn
+
+from nnopt.secrets import redact
+
+#: exit codes of every console script: bad input (nothing ran) / a run that failed
+BAD_INPUT_EXIT, FAILURE_EXIT = 2, 1
 
 
 class NnoptError(Exception):
@@ -40,3 +52,19 @@ def require_choice(key: str, value: object, choices: Iterable[object], problem: 
     choices = list(choices)
     if value not in choices:
         raise ConfigError(f"{key}={value!r} {problem}; choose one of: {', '.join(map(str, choices))}")
+
+
+def full_error() -> bool:
+    """`HYDRA_FULL_ERROR=1`: tracebacks instead of one line (Hydra's own switch)."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def error_line(message: str, prog: str = "nnopt") -> str:
+    """`<prog>: error: <message>`, secrets redacted (`optimizer.lr=${oc.env:MY_API_KEY}` names no key)."""
+    return f"{prog}: error: {redact(' '.join(str(message).split()))}"
+
+
+def fail(message: str, code: int = BAD_INPUT_EXIT, prog: str = "nnopt") -> NoReturn:
+    """Print :func:`error_line` on stderr and exit with `code`."""
+    print(error_line(message, prog), file=sys.stderr)
+    sys.exit(code)

@@ -1,7 +1,7 @@
 """`nnopt-eval ckpt_path=...`: test a checkpoint on the test split and write the same summary.json.
 
 The model and data module are rebuilt from the checkpoint's stored config, which is untrusted data: only targets the
-user chose may be instantiated (see :func:`nnopt.checkpoint.trusted_config`).
+user chose may be instantiated (the one rebuild path, :mod:`nnopt.tasks.rebuild`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnopt import cli, interrupt, runtime
+from nnopt import runtime
+from nnopt.cli import guard
+from nnopt.cli.precheck import precheck
 from nnopt.config import CONFIG_DIR
 
 #: keys of this command's config that replace the checkpoint's (where and how to test, not what)
@@ -37,29 +39,25 @@ def run_config_from(cfg: DictConfig, saved: DictConfig) -> DictConfig:
 def run(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
 
-    from nnopt import build, checkpoint, pipeline, tracking
+    from nnopt import build, pipeline, tracking
     from nnopt.config.schema import validate
-    from nnopt.errors import CheckpointError, ConfigError
+    from nnopt.errors import ConfigError
     from nnopt.metrics import summary as S
+    from nnopt.tasks import rebuild, spec
 
     with pipeline.RunRecorder(cfg) as rec:
         if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
             raise ConfigError("ckpt_path is required: nnopt-eval ckpt_path=<path/to/checkpoint.ckpt>")
-        ckpt = checkpoint.load(cfg.ckpt_path)
-        saved = checkpoint.trusted_config(ckpt, cfg.ckpt_path, chosen=cfg)
+        ckpt, saved = rebuild.read(cfg.ckpt_path, chosen=cfg)
         run_cfg = run_config_from(cfg, saved)
         rec.summary[S.CHOICES] = pipeline.choices(run_cfg)
         rec.summary[S.EVALUATED_CKPT] = str(cfg.ckpt_path)
         validate(run_cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(run_cfg)
-        lit = build.build_module(run_cfg, dm)
-        checkpoint.check_weights_fit(lit, ckpt, cfg.ckpt_path)
-        try:
-            lit.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"ckpt_path={cfg.ckpt_path}: weights do not fit the model ({first})") from None
+        lit = rebuild.restore(run_cfg, dm, ckpt, cfg.ckpt_path)
+        lit.data_info = rebuild.data_info(dm, run_cfg)
+        rec.summary.update(spec.summary_keys(lit.task))
         rec.loggers = tracking.build_loggers(run_cfg)
         trainer = build.build_trainer(run_cfg, [], rec.loggers)
         rec.summary.update(pipeline.test_and_measure(trainer, lit, dm, run_cfg, None))
@@ -68,13 +66,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def _app(cfg: DictConfig) -> Any:
-    return cli.guarded(run, cfg)
+    return guard.guarded(run, cfg)
 
 
 def main() -> None:
     runtime.configure()
-    cli.precheck(sys.argv[1:], "eval")
-    interrupt.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
+    precheck(sys.argv[1:], "eval")
+    guard.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,7 +31,7 @@ from torch import nn
 from typing_extensions import override
 
 from nnopt.compression.quantization import INT8_FILE, load_int8
-from nnopt.errors import CheckpointError, NnoptError
+from nnopt.errors import CheckpointError, NnoptError, fail
 from nnopt.io import write_atomic
 
 
@@ -184,50 +183,51 @@ def export_run(
     `config_dir`: a conf/ of your own whose configs name the run's model/data targets (they are trusted then).
     """
     from nnopt import build, checkpoint
-    from nnopt.config import resolvers
-    from nnopt.config.targets import targets_in_dir
-
-    resolvers.register()  # the stored config keeps `${oc.env:...}` values unresolved
+    from nnopt.tasks import rebuild
 
     ckpt_path = resolve_checkpoint(target)
-    ckpt = checkpoint.load(ckpt_path)
-    if config_dir is not None and not Path(config_dir).is_dir():
-        raise CheckpointError(f"--config-dir {config_dir}: no such directory")
-    chosen = [{"_target_": t} for t in targets_in_dir(config_dir)] if config_dir is not None else None
-    cfg = checkpoint.trusted_config(ckpt, ckpt_path, chosen=chosen)
+    ckpt, cfg = rebuild.read(ckpt_path, config_dir=config_dir)
     out = Path(out_dir) if out_dir else ckpt_path.parent.parent / "onnx"
     info = ckpt.get(checkpoint.DATA_KEY) or {}
     dm = build.build_datamodule(cfg) if verify or not info else None  # data only to verify (or an older checkpoint)
     if dm is not None and not info:
-        info = build.data_info(dm, cfg)
-    in_shape, num_classes = tuple(info["input_shape"]), int(info["num_classes"])
+        info = rebuild.data_info(dm, cfg)
+    shapes = dm if dm is not None else rebuild.stored_shapes(ckpt, ckpt_path, "ckpt_path")
+    in_shape = tuple(int(v) for v in info["input_shape"])
     contract = input_contract(info)
     batches = eval_batches(dm, info) if verify else []
     report: dict[str, Any] = {"checkpoint": str(ckpt_path), "input": contract, "models": {}}
 
+    scorer = rebuild.restore(cfg, shapes, ckpt, ckpt_path, weights=False)  # the task's metric, no weights needed
+    metric = scorer.task.best
+
     def record(name: str, model: nn.Module, path: Path) -> None:
-        """Torch on the standardised test inputs, onnxruntime on the same samples as the contract's raw inputs."""
+        """The task's metric (accuracy, MSE, ...) of torch on the standardised test inputs and of onnxruntime on the
+        same samples as the contract's raw inputs."""
         add_metadata(path, contract)
-        entry: dict[str, Any] = {"path": str(path)}
+        entry: dict[str, Any] = {"path": str(path), "metric": metric}
         if verify:
-            entry["acc_torch"] = batches_accuracy(model, batches)
+            with torch.inference_mode():
+                entry[f"{metric}_torch"] = scorer.evaluate_outputs((model(x), y) for x, y in batches)
             raw = [(raw_inputs(x, info), y) for x, y in batches]
-            entry["acc_onnx"] = batches_accuracy(lambda b: onnx_logits(path, b), raw)
+            entry[f"{metric}_onnx"] = scorer.evaluate_outputs((onnx_logits(path, x), y) for x, y in raw)
         report["models"][name] = entry
 
-    float_net = build.build_net(cfg, in_shape, num_classes)
-    state = checkpoint.net_state(ckpt["state_dict"])
     try:
-        float_net.load_state_dict(state)
-    except RuntimeError:
+        module = rebuild.restore(cfg, shapes, ckpt, ckpt_path)
+    except CheckpointError:
+        if not _holds_qat_model(ckpt):
+            raise
         # a QAT run's checkpoint holds the fake-quantized model: its deployable form is the int8 file
+        module = None
         report["models"]["float"] = {"skipped": "checkpoint holds a QAT (fake-quantized) model; see int8"}
-    else:
-        float_net.eval()
+    if module is not None:
+        float_net = module.net.eval()
         record("float", float_net, export_onnx(standardized(float_net, info), in_shape, out / "model.onnx"))
     int8_path = ckpt_path.parent / INT8_FILE
     if int8_path.is_file():
-        int8 = load_int8(int8_path, build.build_net(cfg, in_shape, num_classes), in_shape)
+        float_net = rebuild.restore(cfg, shapes, ckpt, ckpt_path, weights=False).net
+        int8 = load_int8(int8_path, float_net, in_shape)
         try:
             path = export_onnx(standardized(int8, info), in_shape, out / "model_int8.onnx")
         except Exception as exc:  # noqa: BLE001 - dynamic quantization (quantized::linear_dynamic) has no mapping
@@ -243,6 +243,11 @@ def export_run(
             report["int8_via"] = "onnxruntime.quantization.quantize_dynamic of model.onnx"
         record("int8", int8, path)
     return _write(report, out)
+
+
+def _holds_qat_model(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint's weights are a fake-quantized (QAT-prepared) network: observer/fake-quant tensors."""
+    return any("fake_quant" in k or "activation_post_process" in k for k in ckpt["state_dict"])
 
 
 def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -263,22 +268,22 @@ def main(argv: list[str] | None = None) -> None:
         "-cd", "--config-dir", default=None, help="your own conf/ dir: trust the model/data targets its configs name"
     )
     args = parser.parse_args(argv)
-    from nnopt import cli
+    from nnopt.cli.extras import installed, missing_extra
 
     for module in ("onnx", "onnxscript", *(() if args.no_verify else ("onnxruntime",))):  # the `export` extra
-        if not cli.installed(module):
-            cli.fail(cli.missing_extra(module, "nnopt-export"))
+        if not installed(module):
+            fail(missing_extra(module, "nnopt-export"))
     try:
         report = export_run(args.target, args.out, verify=not args.no_verify, config_dir=args.config_dir)
     except NnoptError as exc:
-        print(f"nnopt: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(exc))
     for name, entry in report["models"].items():
         if "skipped" in entry:
             print(f"{name}: skipped ({entry['skipped']})")
-        elif "acc_onnx" in entry:
-            accs = f"test acc torch {entry['acc_torch']:.4f}, onnxruntime {entry['acc_onnx']:.4f}"
-            print(f"{name}: {entry['path']}  {accs}")
+        elif f"{entry['metric']}_onnx" in entry:
+            metric = entry["metric"]
+            values = f"test {metric} torch {entry[f'{metric}_torch']:.4f}, onnxruntime {entry[f'{metric}_onnx']:.4f}"
+            print(f"{name}: {entry['path']}  {values}")
         else:
             print(f"{name}: {entry['path']}")
 

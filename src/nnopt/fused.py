@@ -48,7 +48,7 @@ from nnopt.data.base import DeferredBatch
 from nnopt.errors import require
 
 if TYPE_CHECKING:
-    from nnopt.lit import TaskModule
+    from nnopt.tasks.module import TaskModule
 
 KEY = "fused_steps"
 #: Trainer arguments Lightning refuses under manual optimisation: the fused loop applies them itself

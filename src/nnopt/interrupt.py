@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from nnopt._compat import is_lightning_sigterm
@@ -112,26 +110,3 @@ def install() -> dict[int, Any]:
 def restore(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-
-
-def run_app(app: Callable[[], Any]) -> Any:
-    """Run a Hydra app; an interruption ends it with one line and exit 128 + signal (a sweep writes its report)."""
-    reset()
-    previous = install()
-    try:
-        return app()
-    except BaseException as exc:
-        signum = signal_of(exc)
-        if signum is None:
-            raise
-        if previous:  # a second signal while finishing must not leave a half-written report
-            restore({sig: signal.SIG_IGN for sig in previous})
-        from nnopt.sweep.callback import finish_interrupted_sweep
-
-        what = finish_interrupted_sweep() or "run stopped"
-        name = signal.Signals(signum).name
-        ckpt = f"; checkpoint {_saved_to}" if _saved_to else ""
-        print(f"nnopt: error: interrupted by {name}: {what}{ckpt}; continue with resume=true", file=sys.stderr)
-        sys.exit(128 + signum)
-    finally:
-        restore(previous)  # in-process callers (tests, notebooks) get their own handlers back

@@ -1,10 +1,11 @@
 """Atomic file writes: every summary, report and checkpoint is either the old file or the complete new one.
 
-Lightning's own "atomic" checkpoint save goes through an fsspec transaction that writes to `$TMPDIR` and then
-moves the file: across file systems that move is a plain copy, so a full disk or a kill leaves a truncated
-checkpoint. Here the temp file lives in the target's own directory (so `os.replace` is a rename), is fsynced
-before the rename, and the directory is fsynced after it. A failed write removes the temp file, leaves the old
-file untouched and raises :class:`WriteError` (one line naming the path and the cause).
+Lightning's own "atomic" checkpoint save (replaced by `nnopt.checkpoint.AtomicCheckpointIO`, built on
+:func:`write_with`) goes through an fsspec transaction that writes to `$TMPDIR` and then moves the file: across
+file systems that move is a plain copy, so a full disk or a kill leaves a truncated checkpoint. Here the temp
+file lives in the target's own directory (so `os.replace` is a rename), is fsynced before the rename, and the
+directory is fsynced after it. A failed write removes the temp file, leaves the old file untouched and raises
+:class:`WriteError` (one line naming the path and the cause).
 
 A full disk is an environment failure, not bad input: the entry points report it as
 `nnopt: error: run failed: WriteError: cannot write <path>: No space left on device` and exit 1.
@@ -12,14 +13,13 @@ A full disk is an environment failure, not bad input: the entry points report it
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["WriteError", "with_atomic_checkpoint_io", "write_atomic"]
+__all__ = ["WriteError", "write_atomic", "write_with"]
 
 
 class WriteError(OSError):
@@ -88,66 +88,3 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write text (UTF-8) or bytes to `path` atomically: readers see the old or the new file, never a part."""
     payload = data.encode() if isinstance(data, str) else bytes(data)
     return write_with(path, lambda fh: fh.write(payload))
-
-
-def _is_local(path: str | Path) -> bool:
-    return "://" not in str(path) or str(path).startswith("file://")
-
-
-def _checkpoint_io_class() -> type:
-    """Defined on first use: `nnopt-report` imports this module and must not pay for importing torch."""
-    import torch
-    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-    from typing_extensions import override
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Lightning checkpoint IO that serialises straight into a same-directory temp file (see module doc).
-
-        Remote paths (`s3://...`) keep Lightning's fsspec save: object stores have no partial files.
-        """
-
-        @override
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-            if storage_options is not None or not _is_local(path):
-                super().save_checkpoint(checkpoint, path, storage_options)
-                return
-            # serialise in memory first: torch's zip writer turns a failed file write (ENOSPC) into an opaque
-            # RuntimeError, while a plain write of the bytes raises the OSError that names the cause
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            write_with(Path(str(path).removeprefix("file://")), lambda fh: fh.write(buffer.getbuffer()))
-
-        @override
-        def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> Any:
-            """Served from :func:`nnopt.checkpoint.read`: the run already read (and checked) this file once."""
-            if not _is_local(path) or weights_only is False:
-                return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-            from nnopt.checkpoint import read
-
-            return read(Path(str(path).removeprefix("file://")))
-
-    AtomicCheckpointIO.__module__, AtomicCheckpointIO.__qualname__ = __name__, "AtomicCheckpointIO"  # picklable
-    return AtomicCheckpointIO
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AtomicCheckpointIO":  # one class object: pickling and isinstance checks rely on it
-        if name not in globals():
-            globals()[name] = _checkpoint_io_class()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def with_atomic_checkpoint_io(plugins: Any) -> list[Any]:
-    """The trainer's plugin list with :class:`AtomicCheckpointIO` added, unless the user chose a CheckpointIO."""
-    from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
-
-    if plugins is None:
-        items: list[Any] = []
-    elif isinstance(plugins, (list, tuple)):
-        items = list(plugins)
-    else:
-        items = [plugins]
-    if not any(isinstance(p, CheckpointIO) for p in items):
-        items.append(__getattr__("AtomicCheckpointIO")())
-    return items

@@ -14,14 +14,14 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
-from nnopt import interrupt, rundir, secrets
+from nnopt import hydra_env, interrupt, rundir, secrets
 from nnopt.callbacks.throughput import TrainThroughput
 from nnopt.errors import NnoptError
-from nnopt.lit import TaskModule
 from nnopt.metrics import efficiency
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.metrics.plots import confusion_matrix_png
+from nnopt.tasks.module import TaskModule
 from nnopt.tracking import finish_wandb, log_final_summary
 
 log = logging.getLogger("nnopt")
@@ -43,19 +43,10 @@ CHOICE_GROUPS = (
 
 def choices(cfg: DictConfig) -> dict[str, Any]:
     """The chosen option of every config group (from Hydra when it ran us, else from `name` keys)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        picked = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
-        if picked:
-            return dict(picked)
+    picked = hydra_env.chosen_options()
+    if picked:
+        return picked
     return {g: cfg[g].get("name") for g in CHOICE_GROUPS if isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]}
-
-
-def overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def base_summary(cfg: DictConfig) -> dict[str, Any]:
@@ -66,7 +57,7 @@ def base_summary(cfg: DictConfig) -> dict[str, Any]:
             S.CHOICES: choices(cfg),
             S.TASK_NAME: cfg.get("task_name"),
             S.TAGS: list(secrets.run_config(cfg).get("tags") or []),  # ${oc.env:...} tags stay unresolved
-            S.OVERRIDES: overrides(),
+            S.OVERRIDES: hydra_env.overrides(),
             S.RUN_DIR: str(Path(cfg.paths.output_dir).resolve()),
             S.STARTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -188,16 +179,13 @@ class RunRecorder:
 
         Only a dir this run created and that holds nothing but Hydra's own files is removed.
         """
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN or not self._fresh_dir:
+        if not hydra_env.is_single_run() or not self._fresh_dir:
             return False
         out = Path(self.cfg.paths.output_dir)
         if rank_zero_only.rank != 0 or not out.is_dir():
             return False
         # a dir the user had (hydra.run.dir=...) is never removed: only what this run added to it (nnopt.rundir)
-        doomed = rundir.removable(out, {".hydra", f"{HydraConfig.get().job.name}.log"})
+        doomed = rundir.removable(out, {".hydra", f"{hydra_env.job_name()}.log"})
         if not doomed:
             return False
         _detach_log_files(out)

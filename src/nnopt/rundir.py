@@ -71,7 +71,7 @@ def holds_run(folder: Path) -> str | None:
 
 def check_component(key: str, value: Any) -> None:
     """`value` becomes one directory name of the run dir: a plain name, nothing that climbs or starts over."""
-    from nnopt.cli import fail
+    from nnopt.errors import fail
 
     text = str(value)
     bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 200
@@ -89,7 +89,7 @@ def _stamp_note() -> str:
 
 def check_dir(key: str, folder: Path, log_dir: Path | None, config: DictConfig) -> None:
     from nnopt import secrets
-    from nnopt.cli import fail
+    from nnopt.errors import fail
 
     leaked = secrets.leaked_in(str(folder))
     if leaked:

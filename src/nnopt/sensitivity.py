@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import NnoptError
+from nnopt.errors import BAD_INPUT_EXIT, NnoptError, error_line, fail
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 
@@ -95,26 +95,19 @@ def _tested_last(ckpt: Path) -> bool:
 
 def load(target: Target) -> Loaded:
     """Rebuild the data module and LightningModule the checkpoint was trained with, weights loaded."""
-    from nnopt import build, checkpoint
+    from nnopt import build
+    from nnopt.tasks import rebuild
 
-    ckpt = checkpoint.load(target.ckpt, "checkpoint")
-    cfg = checkpoint.trusted_config(ckpt, target.ckpt, "checkpoint")
+    ckpt, cfg = rebuild.read(target.ckpt, "checkpoint")
     dm = build.build_datamodule(cfg)
-    module = build.build_module(cfg, dm)
-    try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0][:200]
-        raise SensitivityError(f"checkpoint={target.ckpt}: weights do not fit the model it names ({first})") from None
-    module.eval()
+    module = rebuild.restore(cfg, dm, ckpt, target.ckpt, "checkpoint")
     if getattr(dm, "tensors", None) is None:  # a LightningDataModule of the user's own: Lightning's set-up order
         dm.prepare_data()
         dm.setup("test" if target.split == N.TEST else "validate")
     batches = dm.test_dataloader() if target.split == N.TEST else dm.val_dataloader()
     if len(batches) == 0:
         raise SensitivityError(f"--split={target.split}: the {target.split} split of this data set is empty")
-    regression = getattr(dm, "task", "classification") == "regression"
-    return Loaded(module, batches, N.MSE if regression else N.ACC, not regression)
+    return Loaded(module, batches, module.task.best, module.task.larger_is_better)
 
 
 @torch.no_grad()
@@ -313,8 +306,7 @@ def analyse(target: Target, sparsities: Sequence[float], overall: float | None) 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage on two)
-        print(f"nnopt: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        fail(message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             target.out_dir = Path(args.out)
         result = analyse(target, sparsities, args.target)
     except NnoptError as exc:
-        print(f"nnopt: error: {exc}", file=sys.stderr)
-        return 2
+        print(error_line(str(exc)), file=sys.stderr)
+        return BAD_INPUT_EXIT
     print_table(result["rows"], result["metric"])
     dense = result["dense"]
     note = ""

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
+from nnopt import hydra_env
 from nnopt.errors import require
 
 AUTO = "auto"
@@ -40,15 +42,26 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def _launcher_share() -> int | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+def job_threads(config: DictConfig) -> int | None:
+    """CPU threads for one job of a parallel local launcher: its share of the cores (None: leave as is)."""
+    launcher = config.hydra.launcher
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("LocalLauncher"):  # submitit_local: each job gets cpus_per_task
+        return int(launcher.get("cpus_per_task") or 0) or None
+    if "joblib" not in target:
         return None
-    from nnopt.sweep import job_threads
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or 1)
+    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
+    return max(1, cores // max(parallel, 1))
 
+
+def _launcher_share() -> int | None:
+    hydra = hydra_env.current()
+    if hydra is None:
+        return None
     try:
-        return job_threads(HydraConfig.get())
+        return job_threads(hydra)
     except Exception:  # noqa: BLE001 - a single run has no launcher node worth reading
         return None
 

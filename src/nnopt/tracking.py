@@ -30,6 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnopt import hydra_env
 from nnopt.secrets import redact
 
 log = logging.getLogger("nnopt")
@@ -98,15 +99,6 @@ def configure_mlflow() -> None:
 
 
 # -- multirun and resume ---------------------------------------------------------------------------------
-def _multirun_hydra() -> Any:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return HydraConfig.get()
-
-
 def sweep_name(sweep_dir: str | Path) -> str:
     path = Path(sweep_dir)
     return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "multiruns" else path.name
@@ -114,7 +106,7 @@ def sweep_name(sweep_dir: str | Path) -> str:
 
 def wandb_sweep_args(tags: list[str] | None = None) -> dict[str, Any]:
     """In a multirun: W&B group = the sweep's name, tags = run tags + the job's overrides (W&B: <= 64 chars)."""
-    hydra = _multirun_hydra()
+    hydra = hydra_env.multirun_config()
     if hydra is None:
         return {}
     overrides = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(_PLUMBING)]
@@ -142,7 +134,7 @@ def wandb_resume_args(run_dir: str | Path, resuming: bool, node: dict[str, Any] 
 # -- building --------------------------------------------------------------------------------------------
 def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
     """Instantiate every `logger.<name>` node (null nodes are skipped); see the module docstring."""
-    from nnopt.build import instantiate
+    from nnopt.config.instantiate import instantiate
 
     loggers = []
     for node in (cfg.get("logger") or {}).values():

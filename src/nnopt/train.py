@@ -11,7 +11,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nnopt import cli, interrupt, runtime, sweep
+from nnopt import hydra_env, runtime, sweep
+from nnopt.cli import guard
+from nnopt.cli.precheck import precheck
 from nnopt.config import CONFIG_DIR
 
 
@@ -21,12 +23,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     from nnopt import build, checkpoint, distributed, pipeline, tracking
     from nnopt.config.schema import validate
-    from nnopt.metrics import names as N
     from nnopt.metrics import summary as S
+    from nnopt.tasks import spec
 
     with pipeline.RunRecorder(cfg) as rec:
         validate(cfg)
-        distributed.prepare(cfg, cli.is_multirun())  # device/SLURM checks, DDP children of multirun jobs
+        distributed.prepare(cfg, hydra_env.is_multirun())  # device/SLURM checks, DDP children of multirun jobs
         resume = checkpoint.resolve_resume(cfg, distributed.under_slurm())
         ckpt = checkpoint.load(resume) if resume is not None else None
         if ckpt is not None:
@@ -36,6 +38,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
         lit = build.build_module(cfg, dm)
+        rec.summary.update(spec.summary_keys(lit.task))
         if ckpt is not None:
             checkpoint.check_weights_fit(lit, ckpt, resume)
         callbacks = build.build_callbacks(cfg)
@@ -51,9 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 trainer.fit(lit, datamodule=dm)
             finally:
                 trainer.ckpt_path = None  # test() below picks "best"/None itself
-            for key in (N.VAL_ACC_BEST, N.VAL_MSE_BEST):  # the task's best validation value (the other is null)
-                best = trainer.callback_metrics.get(key)
-                rec.summary[key] = float(best) if best is not None else None
+            best = trainer.callback_metrics.get(lit.task.best_key)  # the task's best validation value
+            rec.summary[lit.task.best_key] = float(best) if best is not None else None
         # read before testing: loading the best checkpoint for test restores the checkpoint callback's old state
         rec.summary.update(pipeline.training_stats(trainer))
         if cfg.test:
@@ -65,13 +67,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _app(cfg: DictConfig) -> Any:
     done = sweep.completed_summary(cfg)  # resume=true in a sweep: a completed job is not run again
-    return done if done is not None else cli.guarded(run, cfg)
+    return done if done is not None else guard.guarded(run, cfg)
 
 
 def main() -> None:
     runtime.configure()
-    cli.precheck(sys.argv[1:], "train")
-    interrupt.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
+    precheck(sys.argv[1:], "train")
+    guard.run_app(_app)  # SIGTERM/SIGINT/SIGUSR1: status interrupted, exit 128+signal
 
 
 if __name__ == "__main__":

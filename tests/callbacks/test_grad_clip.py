@@ -12,7 +12,7 @@ import torch
 from nnopt import train
 from nnopt.callbacks.grad_clip import GradientClipping
 from nnopt.errors import ConfigError
-from nnopt.lit import Classifier
+from nnopt.tasks.classification import Classifier
 from tests.helpers import make_cfg
 from tests.optim.test_schedules import TINY, TOTAL, rows
 

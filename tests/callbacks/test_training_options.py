@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nnopt import train
-from nnopt.lit import Classifier
+from nnopt.tasks.classification import Classifier
 from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
 from tests.optim.test_schedules import rows

@@ -9,7 +9,7 @@ import torch
 from nnopt import build, train
 from nnopt.checkpoint import net_state
 from nnopt.metrics import summary as S
-from nnopt.regression import Regressor
+from nnopt.tasks.regression import Regressor
 from tests.helpers import make_cfg
 
 #: a linear model (no hidden layer) fitted to convergence by full-batch L-BFGS is least squares

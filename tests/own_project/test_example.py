@@ -13,8 +13,8 @@ import torch
 
 from nnopt.errors import CheckpointError
 from nnopt.export import export_run
-from nnopt.lit import Classifier
 from nnopt.metrics import summary as S
+from nnopt.tasks.classification import Classifier
 from tests.helpers import CLI_TIMEOUT, QUIET, ROOT, cli_env
 
 EXAMPLE = ROOT / "examples" / "own_project"

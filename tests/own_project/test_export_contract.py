@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from nnopt import build
 from nnopt.data.idx import IDX_FILES
 from nnopt.export import export_run
-from nnopt.lit import Classifier
 from nnopt.metrics import summary as S
+from nnopt.tasks.classification import Classifier
 from nnopt.train import run
 from tests.helpers import make_cfg
 from tests.helpers.data import write_idx

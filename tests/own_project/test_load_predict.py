@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nnopt import build, checkpoint
 from nnopt.errors import CheckpointError
-from nnopt.lit import Classifier
 from nnopt.metrics import summary as S
+from nnopt.tasks.classification import Classifier
 from nnopt.train import run
 from tests.helpers import make_cfg
 
@@ -69,7 +69,7 @@ def test_load_needs_the_stored_input_shape(trained, tmp_path):
 
 
 def test_regressor_loads_with_its_target_scale(tmp_path):
-    from nnopt.regression import Regressor
+    from nnopt.tasks.regression import Regressor
 
     cfg = make_cfg(tmp_path, "data=diabetes", "model.hidden=[32]", "test_ckpt=last")
     summary = run(cfg)

@@ -106,12 +106,13 @@ def test_many_skips_mlflow_only_where_it_is_not_installed(tmp_path, monkeypatch)
 
 
 def test_precheck_names_the_extra_for_logger_mlflow_but_not_for_many(tmp_path, capsys, monkeypatch):
-    from nnopt import cli
+    from nnopt.cli import extras
+    from nnopt.errors import BAD_INPUT_EXIT
 
-    monkeypatch.setattr(cli, "installed", lambda module: module != "mlflow")
-    cli.check_optional(make_cfg(tmp_path, "logger=many"))  # no exit: many runs without mlflow
+    monkeypatch.setattr(extras, "installed", lambda module: module != "mlflow")
+    extras.check_optional(make_cfg(tmp_path, "logger=many"))  # no exit: many runs without mlflow
     with pytest.raises(SystemExit) as stop:
-        cli.check_optional(make_cfg(tmp_path, "logger=mlflow"))
-    assert stop.value.code == cli.BAD_INPUT_EXIT
+        extras.check_optional(make_cfg(tmp_path, "logger=mlflow"))
+    assert stop.value.code == BAD_INPUT_EXIT
     line = capsys.readouterr().err.strip()
     assert line == "nnopt: error: logger.mlflow needs the 'mlflow-skinny' package: pip install 'nnopt[mlflow]'"

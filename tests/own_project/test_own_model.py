@@ -8,7 +8,7 @@ import json
 import pytest
 from hydra.errors import InstantiationException
 
-from nnopt import build
+from nnopt.config import instantiate
 from nnopt.errors import ConfigError
 from nnopt.metrics import summary as S
 from tests.helpers import TINY, make_cfg, run_cli
@@ -26,9 +26,9 @@ def own_model(target: str, *keys: str) -> list[str]:
 
 def test_accepted_offers_only_what_a_constructor_names():
     offered = {"in_shape": [1, 28, 28], "num_classes": 10}
-    assert build.accepted(models.ClassesOnly, offered) == {"num_classes": 10}
-    assert build.accepted(models.NoShapes, offered) == {}
-    assert build.accepted(models.AnyKwargs, offered) == offered
+    assert instantiate.accepted(models.ClassesOnly, offered) == {"num_classes": 10}
+    assert instantiate.accepted(models.NoShapes, offered) == {}
+    assert instantiate.accepted(models.AnyKwargs, offered) == offered
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_accepted_offers_only_what_a_constructor_names():
 )
 def test_own_model_gets_shape_arguments_only_where_it_takes_them(tmp_path, target, keys, params):
     cfg = make_cfg(tmp_path, *own_model(target, *keys))
-    net = build.build_net(cfg, SHAPE, 10)
+    net = instantiate.build_net(cfg, SHAPE, 10)
     assert type(net).__name__ == target
     assert sum(p.numel() for p in net.parameters()) == params
     if target == "AnyKwargs":
@@ -51,7 +51,7 @@ def test_own_model_gets_shape_arguments_only_where_it_takes_them(tmp_path, targe
 def test_switching_only_the_target_keeps_the_old_models_keys_and_says_so(tmp_path):
     cfg = make_cfg(tmp_path, f"model._target_={OWN}.NoShapes")  # mlp's hidden/batch_norm/dropout stay
     with pytest.raises(ConfigError) as err:
-        build.build_net(cfg, SHAPE, 10)
+        instantiate.build_net(cfg, SHAPE, 10)
     message = str(err.value)
     assert message.startswith(f"model._target_={OWN}.NoShapes: cannot build it (TypeError: ")
     assert "unexpected keyword argument 'hidden'" in message
@@ -78,7 +78,7 @@ def test_switching_only_the_target_keeps_the_old_models_keys_and_says_so(tmp_pat
 def test_build_errors_carry_the_underlying_message(tmp_path, target, error, text):
     cfg = make_cfg(tmp_path, "~model", f"+model._target_={OWN}.{target}", "+model.name=x")
     with pytest.raises(error) as err:
-        build.build_net(cfg, SHAPE, 10)
+        instantiate.build_net(cfg, SHAPE, 10)
     assert str(err.value).startswith(text)
 
 

@@ -3,13 +3,16 @@ import: `sys.modules[name] = None`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
 import pytest
 from omegaconf import OmegaConf
 
-from nnopt import cli
+from nnopt.cli import extras, guard
+from nnopt.cli.precheck import precheck
+from nnopt.errors import BAD_INPUT_EXIT, FAILURE_EXIT
 from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 
 
@@ -32,13 +35,21 @@ from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 def test_precheck_names_the_extra(monkeypatch, capsys, blocked, args, expected):
     monkeypatch.setitem(sys.modules, blocked, None)
     with pytest.raises(SystemExit) as stop:
-        cli.precheck(args, "train")
-    assert stop.value.code == cli.BAD_INPUT_EXIT
+        precheck(args, "train")
+    assert stop.value.code == BAD_INPUT_EXIT
     assert capsys.readouterr().err.splitlines() == [f"nnopt: error: {expected}"]
 
 
-def test_installed_extras_pass_the_precheck():
-    cli.precheck(["logger=many", "hparams_search=digits_tpe"], "train")  # no exit
+def test_installed_extras_pass_the_precheck(monkeypatch, capsys):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # with it set the precheck is skipped, checking nothing
+    asked: list[str] = []
+    real_installed = extras.installed
+    monkeypatch.setattr(extras, "installed", lambda module: asked.append(module) or real_installed(module))
+    assert precheck(["logger=many", "hparams_search=digits_tpe"], "train") is None  # no exit
+    assert capsys.readouterr().err == ""
+    # the composed config's loggers and sweeper were each looked up, and each is really installed
+    assert {"wandb", "tensorboard", "mlflow", "optuna"} <= set(asked)
+    assert all(importlib.util.find_spec(module) is not None for module in ("wandb", "tensorboard", "mlflow", "optuna"))
 
 
 def test_run_time_import_of_an_optional_package_names_its_extra(capsys, tmp_path):
@@ -48,8 +59,8 @@ def test_run_time_import_of_an_optional_package_names_its_extra(capsys, tmp_path
         raise ModuleNotFoundError("No module named 'mlflow'", name="mlflow")
 
     with pytest.raises(SystemExit) as stop:
-        cli.guarded(uses_mlflow, cfg)
-    assert stop.value.code == cli.BAD_INPUT_EXIT
+        guard.guarded(uses_mlflow, cfg)
+    assert stop.value.code == BAD_INPUT_EXIT
     assert capsys.readouterr().err.splitlines() == [
         "nnopt: error: this run needs the 'mlflow-skinny' package: pip install 'nnopt[mlflow]'"
     ]
@@ -58,8 +69,8 @@ def test_run_time_import_of_an_optional_package_names_its_extra(capsys, tmp_path
         raise ModuleNotFoundError("No module named 'mypackage'", name="mypackage")
 
     with pytest.raises(SystemExit) as stop:  # not an optional package of nnopt's: an ordinary failure
-        cli.guarded(broken, cfg)
-    assert stop.value.code == cli.FAILURE_EXIT
+        guard.guarded(broken, cfg)
+    assert stop.value.code == FAILURE_EXIT
     assert "run failed: ModuleNotFoundError: No module named 'mypackage'" in capsys.readouterr().err
 
 
@@ -73,7 +84,7 @@ def test_console_entry_point_without_wandb(tmp_path):
         cwd=ROOT,
         timeout=CLI_TIMEOUT,
     )
-    assert result.returncode == cli.BAD_INPUT_EXIT
+    assert result.returncode == BAD_INPUT_EXIT
     assert result.stderr.splitlines() == [
         "nnopt: error: logger=wandb needs the 'wandb' package: pip install 'nnopt[wandb]'"
     ]
@@ -94,7 +105,7 @@ def test_nnopt_export_without_onnx_names_the_export_extra(tmp_path):
         cwd=ROOT,
         timeout=CLI_TIMEOUT,
     )
-    assert result.returncode == cli.BAD_INPUT_EXIT, result.stderr[-2000:]
+    assert result.returncode == BAD_INPUT_EXIT, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
         "nnopt: error: nnopt-export needs the 'onnx' package: pip install 'nnopt[export]'"
     ]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nnopt import cli
+from nnopt.cli.precheck import precheck
+from nnopt.errors import BAD_INPUT_EXIT
 from nnopt.metrics import summary as S
 from tests.helpers import TINY, run_cli
 
@@ -25,8 +26,8 @@ SOURCES = {
 
 def precheck_error(capsys, *argv: str) -> str:
     with pytest.raises(SystemExit) as stop:
-        cli.precheck(list(argv), "train")
-    assert stop.value.code == cli.BAD_INPUT_EXIT
+        precheck(list(argv), "train")
+    assert stop.value.code == BAD_INPUT_EXIT
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1
     return lines[0]
@@ -34,8 +35,8 @@ def precheck_error(capsys, *argv: str) -> str:
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
 def test_precheck_accepts_own_options_and_lists_them_on_a_typo(capsys, source):
-    cli.precheck([*SOURCES[source], "model=mynet", "optimizer=myopt"], "train")  # no exit: accepted
-    cli.precheck([*SOURCES[source], "-m", "model=mynet,mlp", "optimizer=myopt,adam"], "train")
+    precheck([*SOURCES[source], "model=mynet", "optimizer=myopt"], "train")  # no exit: accepted
+    precheck([*SOURCES[source], "-m", "model=mynet,mlp", "optimizer=myopt,adam"], "train")
     line = precheck_error(capsys, *SOURCES[source], "model=mynett")
     assert line == "nnopt: error: unknown model option 'mynett'; choose one of: cnn, lenet5, mlp, mynet"
     line = precheck_error(capsys, *SOURCES[source], "-m", "optimizer=myopt,adamm")
@@ -54,7 +55,7 @@ def test_config_dir_that_does_not_exist_is_one_line(capsys, tmp_path):
 
 def test_help_lists_the_users_options(capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.precheck(["--help", *SOURCES["config_dir"]], "train")
+        precheck(["--help", *SOURCES["config_dir"]], "train")
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("nnopt-train: ")

@@ -16,7 +16,7 @@ from collections import Counter
 
 from omegaconf import OmegaConf
 
-from nnopt import cli
+from nnopt.cli import guard
 from tests.helpers import CLI_TIMEOUT, ROOT, cli_env
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -71,5 +71,5 @@ def test_every_job_process_gets_the_filters(monkeypatch):
     monkeypatch.setattr(rank_zero, "filters", [])
     tip = logging.LogRecord(rank_zero.name, logging.INFO, __file__, 1, "💡 Tip: try installing litlogger", None, None)
     assert rank_zero.filter(tip)  # nothing set up yet: the tip would print
-    job_sees = cli.guarded(lambda cfg: rank_zero.filter(tip), OmegaConf.create({"paths": {"output_dir": "."}}))
+    job_sees = guard.guarded(lambda cfg: rank_zero.filter(tip), OmegaConf.create({"paths": {"output_dir": "."}}))
     assert not job_sees

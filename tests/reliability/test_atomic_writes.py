@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnopt import checkpoint, train
 from nnopt import io as nio
-from nnopt import train
 from nnopt.metrics import summary as S
 from nnopt.report.cli import main as report_main
 from tests.helpers import QUIET, run_cli
@@ -173,10 +173,10 @@ def test_checkpoint_io_plugin_list():
 
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-    (ours,) = nio.with_atomic_checkpoint_io(None)
+    (ours,) = checkpoint.with_atomic_checkpoint_io(None)
     assert type(ours).__name__ == "AtomicCheckpointIO" and isinstance(ours, TorchCheckpointIO)
     assert type(pickle.loads(pickle.dumps(ours))) is type(ours)
     user = TorchCheckpointIO()
-    assert nio.with_atomic_checkpoint_io([user]) == [user]
-    other = nio.with_atomic_checkpoint_io("bf16")
+    assert checkpoint.with_atomic_checkpoint_io([user]) == [user]
+    other = checkpoint.with_atomic_checkpoint_io("bf16")
     assert other[0] == "bf16" and type(other[1]) is type(ours)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from nnopt.sweep import find_previous_sweep, job_threads
+from nnopt.sweep import find_previous_sweep
+from nnopt.threads import job_threads
 from nnopt.tracking import wandb_sweep_args
 from tests.helpers import make_cfg
 

@@ -96,7 +96,7 @@ def _summary(ret: Any) -> dict[str, Any]:
 
 
 def _fail(message: str) -> None:
-    from nnopt.cli import fail
+    from nnopt.errors import fail
 
     fail(message)
 

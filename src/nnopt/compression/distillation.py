@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-from nnopt import checkpoint
 from nnopt.errors import CheckpointError, ConfigError, require
+from nnopt.tasks import rebuild
 
 DISTILL_TERM = "distill"
 TEACHER_KEY = "compression.teacher_ckpt"
@@ -42,8 +41,8 @@ class Distillation(pl.Callback):
         require(number and temperature > 0, "compression.temperature", temperature, "a number > 0")
         number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
         require(number and 0 <= weight <= 1, "compression.weight", weight, "a number in [0, 1]")
-        # fail now, before anything is built (also a file naming foreign code: nnopt.checkpoint.trusted_config)
-        checkpoint.trusted_config(checkpoint.load(teacher_ckpt, TEACHER_KEY), teacher_ckpt, TEACHER_KEY)
+        # fail now, before anything is built (also a file naming foreign code: nnopt.tasks.rebuild.read)
+        rebuild.read(teacher_ckpt, TEACHER_KEY)
         self.teacher_ckpt = str(teacher_ckpt)
         self.temperature = float(temperature)
         self.weight = float(weight)
@@ -53,21 +52,14 @@ class Distillation(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self.teacher is not None:
             return
-        from nnopt.build import net_from_checkpoint
-
         dm = trainer.datamodule
-        teacher, state, saved = net_from_checkpoint(self.teacher_ckpt, dm.input_shape, dm.num_classes, TEACHER_KEY)
+        ckpt, saved = rebuild.read(self.teacher_ckpt, TEACHER_KEY)
         data_name = (saved.get("data") or {}).get("name")
         if data_name != dm.name:
             raise CheckpointError(
                 f"{TEACHER_KEY}={self.teacher_ckpt} was trained on data.name={data_name}, this run uses {dm.name}"
             )
-        try:
-            teacher.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{TEACHER_KEY}={self.teacher_ckpt}: weights do not fit this data ({str(exc).splitlines()[0][:150]})"
-            ) from None
+        teacher = rebuild.restore(saved, dm, ckpt, self.teacher_ckpt, TEACHER_KEY).net
         teacher.eval().requires_grad_(False)
         self.teacher = teacher.to(pl_module.device)
         pl_module.task_weight = 1.0 - self.weight
@@ -78,13 +70,4 @@ class Distillation(pl.Callback):
             self.teacher.eval()
         with torch.no_grad():
             teacher_logits = self.teacher(x)
-        if getattr(module, "task", None) == "regression":  # real outputs: match the teacher's (standardised units)
-            return self.weight * F.mse_loss(logits, teacher_logits)
-        t = self.temperature
-        kl = F.kl_div(
-            F.log_softmax(logits / t, dim=1),
-            F.log_softmax(teacher_logits / t, dim=1),
-            reduction="batchmean",
-            log_target=True,
-        )
-        return self.weight * t * t * kl
+        return self.weight * module.distillation_loss(logits, teacher_logits, self.temperature)

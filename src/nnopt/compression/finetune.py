@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from nnopt import checkpoint
 from nnopt.errors import CheckpointError, ConfigError
+from nnopt.tasks import rebuild
 
 CKPT_KEY = "compression.ckpt"
 
@@ -31,8 +32,8 @@ class FineTune(pl.Callback):
     def __init__(self, ckpt: str | None, freeze_backbone: bool = False) -> None:
         if not ckpt:
             raise ConfigError("compression=finetune needs a checkpoint: compression.ckpt=<path/to/model.ckpt>")
-        # fail now, before anything is built (also a file naming foreign code: nnopt.checkpoint.trusted_config)
-        checkpoint.trusted_config(checkpoint.load(ckpt, CKPT_KEY), ckpt, CKPT_KEY)
+        # fail now, before anything is built (also a file naming foreign code: nnopt.tasks.rebuild.read)
+        rebuild.read(ckpt, CKPT_KEY)
         self.ckpt = str(ckpt)
         self.freeze_backbone = bool(freeze_backbone)
         self.loaded: list[str] = []
@@ -46,10 +47,8 @@ class FineTune(pl.Callback):
             self._backbone(pl_module).requires_grad_(False)  # before configure_optimizers picks trainables
         if self.done or trainer.ckpt_path:  # resuming: the run's own checkpoint has the weights
             return
-        from nnopt.build import net_from_checkpoint
-
-        dm = trainer.datamodule
-        _, state, _ = net_from_checkpoint(self.ckpt, dm.input_shape, dm.num_classes, CKPT_KEY)
+        source = rebuild.from_checkpoint(self.ckpt, CKPT_KEY, shapes=trainer.datamodule, weights=False)
+        state = checkpoint.net_state(source.ckpt["state_dict"])
         own = pl_module.net.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not any(k in fitting for k in own if not k.startswith("classifier")):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
-from nnopt import _compat
+from nnopt import _compat, hydra_env
 
 #: environment Lightning's launcher sets in the parent process of a DDP job (removed between multirun jobs)
 _LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR")
@@ -63,9 +63,7 @@ def install_job_command() -> None:
 
     def make(original: Callable[[int], tuple[Sequence[str], str]]) -> Callable[[int], tuple[Sequence[str], str]]:
         def command(local_rank: int) -> tuple[Sequence[str], str]:
-            from nnopt.cli import is_multirun
-
-            return job_command(local_rank) if is_multirun() else original(local_rank)
+            return job_command(local_rank) if hydra_env.is_multirun() else original(local_rank)
 
         return command
 

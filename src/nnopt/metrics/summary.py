@@ -16,8 +16,9 @@ from nnopt.errors import NnoptError
 from nnopt.metrics import names as N
 from nnopt.secrets import redact
 
-#: 1: the first contract; 2: adds train/threads, train/steps, pruned/interrupted statuses and the keys below
-SCHEMA_VERSION = 2
+#: 1: the first contract; 2: adds train/threads, train/steps, pruned/interrupted statuses and the keys below;
+#: 3: adds the run's task (`task`, `task/best_key`, `task/mode`)
+SCHEMA_VERSION = 3
 SCHEMA_KEY = "schema_version"
 FILENAME = "summary.json"
 
@@ -25,6 +26,8 @@ STATUS, COMPLETED, FAILED = "status", "completed", "failed"
 PRUNED = "pruned"  # an Optuna trial its pruner stopped early: not a full run, ranked apart
 INTERRUPTED = "interrupted"  # stopped by a signal (SIGTERM/SIGINT/SIGUSR1): resumable, not failed
 SEED, CHOICES, ERROR = "seed", "choices", "error"
+#: the run's task (nnopt.tasks.spec): its name, the key of its best validation value and that value's direction
+TASK, TASK_BEST_KEY, TASK_MODE = "task", "task/best_key", "task/mode"
 #: run identity and provenance
 TASK_NAME, TAGS, OVERRIDES, RUN_DIR = "task_name", "tags", "overrides", "run_dir"
 STARTED_AT, FINISHED_AT = "started_at", "finished_at"
@@ -125,6 +128,9 @@ OPTIONAL_KEYS = (
     TRAIN_SAMPLES_RANK0,
     TEST_AUROC,
     TRAIN_THREADS,
+    TASK,
+    TASK_BEST_KEY,
+    TASK_MODE,
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnopt.errors import NnoptError
+from nnopt.errors import BAD_INPUT_EXIT, NnoptError, error_line
 from nnopt.metrics import summary as S
 from nnopt.report import Report, build_report, write_report
 from nnopt.report.table import columns_for, rows
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(args.sweep_dir, args.sort_by, args.ascending)
         paths = write_report(report)
     except NnoptError as exc:
-        print(f"nnopt-report: error: {exc}", file=sys.stderr)
-        return 2
+        print(error_line(str(exc), "nnopt-report"), file=sys.stderr)
+        return BAD_INPUT_EXIT
     if not args.quiet:
         print_table(report)
         print(f"wrote {', '.join(str(p) for p in paths)}")

@@ -11,30 +11,21 @@ W&B grouping of a sweep's runs is in :mod:`nnopt.tracking`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnopt import hydra_env
 from nnopt.metrics import summary as S
 
 log = logging.getLogger("nnopt")
 RESUME_KEY = "resume"
 
 
-def _hydra() -> DictConfig | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return HydraConfig.get()
-
-
 def completed_summary(cfg: DictConfig) -> dict[str, Any] | None:
     """With `resume=true` in a sweep: the job's summary if it already completed (skip it), else None."""
-    if not cfg.get(RESUME_KEY) or _hydra() is None:
+    if not cfg.get(RESUME_KEY) or not hydra_env.is_multirun():
         return None
     out = Path(cfg.paths.output_dir)
     try:
@@ -63,17 +54,3 @@ def find_previous_sweep(parent: Path, overrides: list[str]) -> Path | None:
         if job_overrides(list(old)) == wanted:
             return candidate.parent
     return None
-
-
-def job_threads(config: DictConfig) -> int | None:
-    """CPU threads for one job of a parallel local launcher: its share of the cores (None: leave as is)."""
-    launcher = config.hydra.launcher
-    target = str(launcher.get("_target_", ""))
-    if target.endswith("LocalLauncher"):  # submitit_local: each job gets cpus_per_task
-        return int(launcher.get("cpus_per_task") or 0) or None
-    if "joblib" not in target:
-        return None
-    cores = os.cpu_count() or 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
-    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
-    return max(1, cores // max(parallel, 1))

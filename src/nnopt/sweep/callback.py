@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnopt.errors import NnoptError
 from nnopt.metrics import summary as S
-from nnopt.sweep import RESUME_KEY, find_previous_sweep, job_threads
+from nnopt.sweep import RESUME_KEY, find_previous_sweep
+from nnopt.threads import job_threads
 from nnopt.tracking import log_report_to_wandb
 
 log = logging.getLogger("nnopt")
@@ -77,7 +78,7 @@ class SweepCallback(Callback):
         _active = (self, config)
         empty = empty_sweeps(config)
         if empty:
-            from nnopt.cli import fail
+            from nnopt.errors import fail
 
             fail(f"empty grid: {', '.join(empty)} gives no value to run; nothing was launched")
         if config.get(RESUME_KEY):

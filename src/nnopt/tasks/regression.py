@@ -1,19 +1,20 @@
-"""The regression task: MSE (or Huber) on standardised targets, metrics in the target's original units."""
+"""Regression: MSE (or Huber) on standardised targets, metrics and predictions in the target's original units."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, MinMetric, R2Score
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 from typing_extensions import override
 
 from nnopt.errors import ConfigError
-from nnopt.lit import TaskModule
 from nnopt.metrics import names as N
+from nnopt.tasks.module import TaskModule
+from nnopt.tasks.spec import REGRESSION, Task
 
 LOSSES = ("mse", "huber")
 
@@ -33,10 +34,10 @@ class Regressor(TaskModule):
         target_mean: training-split target mean (original units).
         target_std: training-split target standard deviation (original units).
         loss: "mse" or "huber" (robust to outliers; `huber_delta` in standardised units).
-        **kwargs: see :class:`nnopt.lit.TaskModule`.
+        **kwargs: see :class:`nnopt.tasks.module.TaskModule`.
     """
 
-    task = "regression"  # read by callbacks that treat outputs differently (distillation: MSE, not KL)
+    task: ClassVar[Task] = REGRESSION
 
     def __init__(
         self,
@@ -56,7 +57,16 @@ class Regressor(TaskModule):
         self.target_mean, self.target_std = float(target_mean), float(target_std)
         self.loss_name, self.huber_delta = loss, float(huber_delta)
         self.stage_metrics = nn.ModuleDict({N.VAL: regression_metrics(), N.TEST: regression_metrics()})
-        self.val_mse_best = MinMetric()
+
+    @classmethod
+    @override
+    def config_kwargs(cls, cfg: Any, shapes: Any) -> dict[str, Any]:
+        return {
+            "target_mean": getattr(shapes, "target_mean", 0.0),
+            "target_std": getattr(shapes, "target_std", 1.0),
+            "loss": cfg.get("regression_loss", "mse"),
+            "huber_delta": cfg.get("huber_delta", 1.0),
+        }
 
     @staticmethod
     def _flat(outputs: torch.Tensor) -> torch.Tensor:
@@ -73,23 +83,20 @@ class Regressor(TaskModule):
             return F.huber_loss(pred, y, delta=self.huber_delta)
         return F.mse_loss(pred, y)
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
-        pred = self._flat(self.eval_forward(x, stage))
-        loss = F.mse_loss(pred, y)
-        self.stage_metrics[stage].update(self.to_original(pred), self.to_original(y))
-        self.log(N.key(stage, N.LOSS), loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        return loss
+    @override
+    def eval_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self._flat(outputs), y)
 
     @override
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """Predictions in the target's original units, from the deployed model when there is one."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.to_original(self._flat(self.eval_forward(x, N.TEST)))
+    def metric_inputs(self, outputs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_original(self._flat(outputs)), self.to_original(y)
 
     @override
-    def on_validation_epoch_end(self) -> None:
-        values = self._log_stage_metrics(N.VAL)
-        if not self.trainer.sanity_checking:
-            self.val_mse_best.update(values[N.MSE])
-            self.log(N.VAL_MSE_BEST, self.val_mse_best.compute())
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predictions in the target's original units."""
+        return self.to_original(self._flat(outputs))
+
+    @override
+    def distillation_loss(self, outputs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Real outputs: the mean squared distance to the teacher's (standardised units; T is unused)."""
+        return F.mse_loss(outputs, teacher)

@@ -1,0 +1,205 @@
+"""The one way to build a task module: from a run's config, or from a checkpoint alone.
+
+From a checkpoint it is always the same path — read the file safely, trust only targets a user chose, build the
+network, build the task module, load the weights — with one set of error messages. `nnopt-eval`, `nnopt-export`,
+`nnopt-sensitivity`, `TaskModule.load_from_checkpoint`, fine-tune sources and distillation teachers all use it, so
+a change of what a checkpoint stores (e.g. shrunk layer widths) is taught here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nnopt import checkpoint, fused, secrets
+from nnopt.config.instantiate import build_net, instantiate_node, target_class
+from nnopt.errors import CheckpointError, ConfigError
+from nnopt.tasks import spec
+
+if TYPE_CHECKING:
+    from nnopt.tasks.module import TaskModule
+
+#: keys of a `task` config that select it rather than configure it
+_TASK_META = ("_target_", "name")
+
+
+def task_class(cfg: DictConfig, task_name: str) -> type:
+    """The LightningModule class of this run: the `task` config's `_target_` (your own), else nnopt's module for the
+    data's task (`data.task`)."""
+    node = cfg.get("task")
+    if isinstance(node, DictConfig) and node.get("_target_"):
+        cls = target_class(OmegaConf.to_container(node, resolve=True), "task")
+    else:
+        cls = target_class({"_target_": spec.get(task_name).module}, "task")
+    if not isinstance(cls, type) or not hasattr(cls, "task") or not hasattr(cls, "training_step"):
+        raise ConfigError(f"task._target_={cls!r} is not a TaskModule subclass (nnopt.tasks.module.TaskModule)")
+    return cls
+
+
+def _task_options(cfg: DictConfig) -> dict[str, Any]:
+    node = cfg.get("task")
+    if not isinstance(node, DictConfig):
+        return {}
+    options = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in options.items() if k not in _TASK_META}
+
+
+def build_task_module(cfg: DictConfig, shapes: Any) -> TaskModule:
+    """The run's network wrapped in its task module.
+
+    `shapes` is the data module (or a namespace of what a checkpoint stores of it): `input_shape`, `num_classes`,
+    `task` and the task's own attributes (e.g. `target_mean`); the module class takes what it needs of them in
+    `from_config`.
+    """
+    cls = task_class(cfg, getattr(shapes, "task", spec.CLASSIFICATION.name))
+    common = dict(
+        net=build_net(cfg, tuple(shapes.input_shape), int(shapes.num_classes)),
+        optimizer=instantiate_node(cfg.optimizer),
+        l1=cfg.get("l1", 0.0),
+        run_config=secrets.run_config(cfg),  # ${oc.env:...} kept unresolved, secret values redacted
+        schedule=instantiate_node(cfg.schedule) if cfg.get("schedule") and "_target_" in cfg.schedule else None,
+        fusion=fused.from_trainer(cfg.get("trainer")),
+    )
+    try:
+        module = cls(**common, **{**cls.config_kwargs(cfg, shapes), **_task_options(cfg)})  # the task config wins
+    except TypeError as exc:  # a task option its constructor does not take
+        raise ConfigError(f"task._target_={cls.__module__}.{cls.__name__}: cannot build it ({exc})") from None
+    if cfg.get("compile"):
+        module.compile_net(torch.zeros(2, *shapes.input_shape))
+    return module
+
+
+def data_info(dm: Any, cfg: DictConfig) -> dict[str, Any]:
+    """What a trained model needs to know about its inputs, stored in checkpoints (`checkpoint.DATA_KEY`): shapes
+    for rebuilding without data, the task, and the input standardisation for self-contained exports."""
+
+    def plain(value: Any) -> Any:
+        return value.tolist() if isinstance(value, torch.Tensor) else value
+
+    info: dict[str, Any] = {
+        "input_shape": [int(v) for v in dm.input_shape],
+        "num_classes": int(dm.num_classes),
+        "name": (cfg.data.get("name") if isinstance(cfg.get("data"), DictConfig) else None) or type(dm).__name__,
+        "task": getattr(dm, "task", spec.CLASSIFICATION.name),
+    }
+    regression = ("target_mean", "target_std") if info["task"] == spec.REGRESSION.name else ()  # original units
+    for key in ("input_mean", "input_std", "input_scale", *regression):
+        if getattr(dm, key, None) is not None:
+            info[key] = plain(getattr(dm, key))
+    return info
+
+
+# -- from a checkpoint ---------------------------------------------------------------------------------------
+@dataclass
+class Rebuilt:
+    """A checkpoint's task module with its weights (eval mode), the trusted config and the file's contents."""
+
+    module: TaskModule
+    config: DictConfig
+    ckpt: dict[str, Any]
+    info: dict[str, Any]
+
+
+def read(
+    path: str | Path,
+    key: str = "ckpt_path",
+    *,
+    trusted: Sequence[str] = (),
+    config_dir: str | Path | None = None,
+    chosen: Any = None,
+) -> tuple[dict[str, Any], DictConfig]:
+    """The checkpoint's contents and its stored config, once every target in it is one the user chose: named by a
+    config on the search path, by `chosen` (this command's config), in `trusted`, or by the configs of `config_dir`.
+
+    Raises:
+        CheckpointError: unreadable, not an nnopt checkpoint, or a target nobody chose.
+    """
+    from nnopt.config import resolvers
+    from nnopt.config.targets import targets_in_dir
+
+    resolvers.register()  # stored configs keep `${oc.env:...}` (and nnopt's resolvers) unresolved
+    if config_dir is not None and not Path(config_dir).is_dir():
+        raise CheckpointError(f"--config-dir {config_dir}: no such directory")
+    ckpt = checkpoint.load(path, key)
+    own = [*trusted, *(targets_in_dir(config_dir) if config_dir is not None else ())]
+    allowed = [*([chosen] if chosen is not None else []), *({"_target_": str(t)} for t in own)]
+    return ckpt, checkpoint.trusted_config(ckpt, path, key, chosen=allowed or None)
+
+
+def stored_shapes(ckpt: dict[str, Any], path: str | Path, key: str) -> SimpleNamespace:
+    """The input contract a checkpoint stores (shapes, task, standardisation) as the attributes a data module has.
+
+    Raises:
+        CheckpointError: the file stores none (written by an older nnopt).
+    """
+    info = ckpt.get(checkpoint.DATA_KEY)
+    if not isinstance(info, dict) or not info.get("input_shape") or not info.get("num_classes"):
+        raise CheckpointError(
+            f"{key}={path} stores no input shape (written by an older nnopt): evaluate it with nnopt-eval ckpt_path=..."
+        )
+    try:
+        shape = tuple(int(v) for v in info["input_shape"])
+        return SimpleNamespace(**{**info, "input_shape": shape, "num_classes": int(info["num_classes"])})
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{key}={path}: its stored input shape {info['input_shape']!r} is not a shape") from None
+
+
+def restore(
+    cfg: DictConfig,
+    shapes: Any,
+    ckpt: dict[str, Any],
+    path: str | Path,
+    key: str = "ckpt_path",
+    *,
+    weights: bool = True,
+    strict: bool = True,
+) -> TaskModule:
+    """Build the task module of `cfg` for `shapes` and load the checkpoint's weights into it (eval mode).
+
+    Raises:
+        CheckpointError: the config does not build for these inputs, or the weights do not fit.
+    """
+    with open_dict(cfg):
+        cfg.compile = False  # a rebuilt model runs eagerly; compile it yourself if you want
+    try:
+        module = build_task_module(cfg, shapes)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the stored config does not rebuild
+        first = " ".join(str(exc).split())[:200]
+        raise CheckpointError(
+            f"{key}={path}: its config does not build a model for inputs {tuple(shapes.input_shape)} with "
+            f"{shapes.num_classes} outputs ({type(exc).__name__}: {first})"
+        ) from None
+    stored = ckpt.get(checkpoint.DATA_KEY)
+    module.data_info = dict(stored) if isinstance(stored, dict) else {}
+    if weights:
+        try:
+            checkpoint.check_weights_fit(module, ckpt, path, key)
+            module.load_state_dict(ckpt["state_dict"], strict=strict)
+        except (RuntimeError, CheckpointError) as exc:
+            first = str(exc).splitlines()[0].removeprefix(f"{key}={path}: ")[:200]
+            raise CheckpointError(f"{key}={path}: weights do not fit the model its config builds ({first})") from None
+    return module.eval()
+
+
+def from_checkpoint(
+    path: str | Path,
+    key: str = "ckpt_path",
+    *,
+    trusted: Sequence[str] = (),
+    config_dir: str | Path | None = None,
+    chosen: Any = None,
+    shapes: Any = None,
+    weights: bool = True,
+    strict: bool = True,
+) -> Rebuilt:
+    """The whole path: :func:`read`, then :func:`restore` for `shapes` (default: the shapes the file stores)."""
+    ckpt, cfg = read(path, key, trusted=trusted, config_dir=config_dir, chosen=chosen)
+    shapes = shapes if shapes is not None else stored_shapes(ckpt, path, key)
+    module = restore(cfg, shapes, ckpt, path, key, weights=weights, strict=strict)
+    return Rebuilt(module, cfg, ckpt, dict(module.data_info))
