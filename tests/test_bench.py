@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,15 @@ import torch
 
 from tests.helpers import CLI_TIMEOUT, ROOT, cli_env, make_cfg
 
-BENCH = ROOT / "scripts" / "bench.py"
+SCRIPTS = ROOT / "scripts"
+BENCH = SCRIPTS / "bench.py"
+COMMITTED = ROOT / "bench"
+
+
+@pytest.fixture(autouse=True)
+def bench_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench's package lives in scripts/ (outside nnopt): on the path as when scripts/bench.py runs."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
 
 
 def run_bench(out: Path, *args: str, timeout: int) -> dict:
@@ -106,8 +116,9 @@ def check_results(results: dict, out: Path, mode: str, sweep: bool = True) -> No
 def test_epoch_timer_brackets_every_epoch_with_bare_epochs(tmp_path: Path) -> None:
     """Each nnopt epoch's record has the bare epoch run right before it and the one right after it (the next
     epoch's, or one run after the last epoch)."""
+    from nnopt_bench import bare
+
     from nnopt import train
-    from nnopt.bench import bare
 
     epochs, calls = 3, []
     original = bare.BareLoop.epoch
@@ -123,7 +134,7 @@ def test_epoch_timer_brackets_every_epoch_with_bare_epochs(tmp_path: Path) -> No
         f"trainer.max_epochs={epochs}",
         "trainer.limit_train_batches=3",
         "callbacks.early_stopping=null",
-        "+callbacks.bench_timer._target_=nnopt.bench.timers.EpochTimer",
+        "+callbacks.bench_timer._target_=nnopt_bench.timers.EpochTimer",
         f"+callbacks.bench_timer.path={times}",
         "+callbacks.bench_timer.bare_beside=true",
         "+callbacks.bench_timer.max_batches=3",
@@ -220,3 +231,47 @@ def test_bad_template_dir_is_one_line_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and not (tmp_path / "out").exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("bench: error: --template-dir=")
+
+
+def test_committed_results_md_is_the_render_of_committed_results_json() -> None:
+    """bench/RESULTS.md is what the renderer makes of bench/results.json, byte for byte (a run renders from the
+    file it wrote, so the two never disagree)."""
+    from nnopt_bench.render import markdown
+
+    results = json.loads((COMMITTED / "results.json").read_text())
+    rendered, committed = markdown(results), (COMMITTED / "RESULTS.md").read_text()
+    for heading in ("## Headline", "## 1. Framework overhead", "### Where the per-step time goes", "## 7. GPU"):
+        assert heading in rendered
+    assert rendered.splitlines() == committed.splitlines()
+    assert rendered == committed
+
+
+def test_render_only_rewrites_results_md_and_measures_nothing(tmp_path: Path) -> None:
+    shutil.copy(COMMITTED / "results.json", tmp_path / "results.json")
+    cmd = [sys.executable, str(BENCH), "--render-only", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=tmp_path, env=cli_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "RESULTS.md").read_text() == (COMMITTED / "RESULTS.md").read_text()
+    assert proc.stderr.splitlines() == [f"bench: wrote {tmp_path / 'RESULTS.md'}"]  # and no section ran
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--render-only", "--out", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env=cli_env(),
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("bench: error: --render-only:")
+
+
+def test_bench_subprocesses_can_import_the_bench_callbacks(tmp_path: Path) -> None:
+    """Cold runs name `nnopt_bench.timers...` by `_target_`: their environment puts scripts/ on PYTHONPATH."""
+    from nnopt_bench import SCRIPTS_DIR
+    from nnopt_bench.runner import FIRST_STEP, subprocess_env
+
+    env = subprocess_env(threads=1)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(SCRIPTS_DIR) and env["OMP_NUM_THREADS"] == "1"
+    module = FIRST_STEP.rsplit(".", 2)[0]
+    code = f"import {module}, sys; print({module}.SCRIPTS_DIR)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(SCRIPTS_DIR), proc.stderr
+    assert not (ROOT / "src" / "nnopt" / "bench").exists()  # the bench is no part of what runs import

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
-from nnopt.bench.bare import BareLoop, accuracy
+from nnopt_bench.bare import BareLoop, accuracy
 
 
 class EpochTimer(pl.Callback):
