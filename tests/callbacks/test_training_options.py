@@ -14,6 +14,7 @@ from nnopt import train
 from nnopt.tasks.classification import Classifier
 from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
+from tests.helpers.recording import RecordWeights
 from tests.optim.test_schedules import rows
 
 SHORT = [
@@ -126,10 +127,36 @@ def test_batch_size_finder_scales_data_batch_size(tmp_path):
     assert found == 32 * 2 ** (3 - 1)  # three trials (32, 64, 128); nothing runs out of memory on CPU
 
 
-@pytest.mark.parametrize("averaging", ["ema", "swa"])
-def test_weight_averaging_changes_the_final_weights(tmp_path, averaging):
-    extra = ["callbacks.ema.decay=0.9"] if averaging == "ema" else ["callbacks.swa.swa_epoch_start=0.5"]
-    train.run(make_cfg(tmp_path / averaging, f"callbacks.{averaging}.enabled=true", *extra, *SHORT))
-    train.run(make_cfg(tmp_path / "raw", *SHORT))
-    averaged, raw = last_weights(tmp_path / averaging), last_weights(tmp_path / "raw")
-    assert not torch.allclose(averaged["net.classifier.weight"], raw["net.classifier.weight"])
+def recorded_run(out: Path, *overrides: str) -> dict:
+    """Train with tests.helpers.recording.RecordWeights; its record (epoch-start, per-step and final weights)."""
+    record = [
+        f"+callbacks.record._target_={RecordWeights.__module__}.RecordWeights",
+        f"+callbacks.record.path={out}/w.pt",
+    ]
+    train.run(make_cfg(out, *overrides, *record))
+    return torch.load(out / "w.pt", weights_only=True)
+
+
+def test_ema_weights_are_the_moving_average_of_the_steps(tmp_path):
+    record = recorded_run(tmp_path, "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9", *SHORT)
+    assert len(record["steps"]) == 8  # 2 epochs x 4 batches
+    expected = dict(record["steps"][0])  # torch's AveragedModel: the first update copies the weights
+    for step in record["steps"][1:]:
+        expected = {name: 0.9 * expected[name] + 0.1 * w for name, w in step.items()}
+    saved = last_weights(tmp_path)
+    for name, w in expected.items():
+        torch.testing.assert_close(record["final"][name], w, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(saved[name], w, rtol=1e-5, atol=1e-7)  # last.ckpt holds the average too
+    assert not torch.allclose(record["final"]["net.classifier.weight"], record["steps"][-1]["net.classifier.weight"])
+
+
+def test_swa_weights_are_the_mean_over_the_swa_epochs(tmp_path):
+    short = [o for o in SHORT if not o.startswith("trainer.max_epochs")]
+    record = recorded_run(tmp_path, "callbacks.swa.enabled=true", "callbacks.swa.swa_epoch_start=2",
+                          "trainer.max_epochs=3", *short)  # fmt: skip
+    starts = record["epoch_starts"]
+    assert len(starts) == 3
+    # Lightning 2.6 averages the weights each SWA epoch (the 2nd and 3rd, 1-based) starts from
+    for name, final in record["final"].items():
+        torch.testing.assert_close(final, (starts[1][name] + starts[2][name]) / 2, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(record["final"]["net.classifier.weight"], record["steps"][-1]["net.classifier.weight"])

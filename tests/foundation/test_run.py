@@ -123,8 +123,10 @@ def test_lenet5_rejects_too_small_inputs(tmp_path):
 
 @pytest.mark.parametrize("model", ["lenet5", "cnn"])
 def test_conv_models_train(tmp_path, model):
-    summary = train.run(make_cfg(tmp_path, f"model={model}", "trainer.max_epochs=1", "trainer.limit_train_batches=3"))
-    assert summary[S.STATUS] == S.COMPLETED and summary[S.TEST_ACC] > 0.1
+    summary = train.run(make_cfg(tmp_path, f"model={model}", "trainer.max_epochs=1", "trainer.limit_train_batches=5"))
+    # chance is 0.1 (10 digits); 5 batches reach 0.65 (lenet5) / 0.73 (cnn) at seed 42, 0.59-0.73 on seeds 0-2
+    assert summary[S.STATUS] == S.COMPLETED
+    assert summary[S.TEST_ACC] > 0.5
 
 
 OPTIMIZERS = sorted(p.stem for p in (Path(CONFIG_DIR) / "optimizer").glob("*.yaml"))
