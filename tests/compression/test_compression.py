@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from nnopt import eval as nnopt_eval
+from nnopt.build import build_datamodule
 from nnopt.compression.pruning import zhu_gupta
 from nnopt.compression.quantization import INT8_FILE, load_int8
 from nnopt.errors import CheckpointError, ConfigError
 from nnopt.export import export_run
 from nnopt.metrics import summary as S
+from nnopt.tasks.classification import Classifier
 from nnopt.train import run
 from tests.helpers import make_cfg, run_cli
 
@@ -202,15 +205,34 @@ def test_ptq_produces_an_int8_model_close_to_float(tmp_path, mode):
     assert summary[S.SIZE_BYTES] <= 0.35 * summary[S.PARAMS] * 4
 
 
-def test_distillation_changes_the_student_and_keeps_the_teacher_out(tmp_path, teacher_run):
+def test_distillation_brings_the_student_closer_to_the_teacher_and_keeps_the_teacher_out(tmp_path, teacher_run):
     base = [*FAST, "trainer.max_epochs=2", "model.hidden=[32]"]
     run(make_cfg(tmp_path / "plain", *base))
     teacher = teacher_run / "checkpoints" / "last.ckpt"
-    summary = run(make_cfg(tmp_path / "distilled", *base, "compression=distill", f"compression.teacher_ckpt={teacher}"))
+    cfg = make_cfg(tmp_path / "distilled", *base, "compression=distill", f"compression.teacher_ckpt={teacher}")
+    summary = run(cfg)
     assert summary[S.STATUS] == S.COMPLETED
     plain, distilled = last_state(tmp_path / "plain"), last_state(tmp_path / "distilled")
     assert set(plain) == set(distilled), "the teacher must not be saved into the student checkpoint"
-    assert not torch.allclose(plain["net.classifier.weight"], distilled["net.classifier.weight"])
+
+    dm = build_datamodule(cfg)  # the same digits split as all three runs; the test split is held out from training
+    dm.setup("test")
+    x = torch.cat([batch[0] for batch in dm.test_dataloader()])
+    T = cfg.compression.temperature
+
+    def log_probs(ckpt: Path) -> torch.Tensor:
+        net = Classifier.load_from_checkpoint(ckpt).net.eval()
+        with torch.no_grad():
+            return F.log_softmax(net(x) / T, dim=1)
+
+    target = log_probs(teacher)
+    kl = {
+        name: float(F.kl_div(log_probs(tmp_path / name / "checkpoints" / "last.ckpt"), target,
+                             log_target=True, reduction="batchmean"))
+        for name in ("plain", "distilled")
+    }  # fmt: skip
+    # KL(teacher_T || student_T) on the test split; measured with seeds 42, 1, 2: distilled/plain = 0.66, 0.79, 0.50
+    assert kl["distilled"] < 0.9 * kl["plain"]
 
 
 def test_finetune_with_frozen_backbone_trains_only_the_classifier(tmp_path, teacher_run):
