@@ -13,7 +13,7 @@ from nnopt import build, fused
 from nnopt.errors import ConfigError
 from tests.helpers import make_cfg
 
-#: the same seed must give the same final weights with K=1 and K=16 (issue 15)
+#: the same seed must give the same final weights with K=1 and K=16
 CASES = {
     "sgd_onecycle_clip": ["optimizer=sgd", "schedule=onecycle", "trainer.gradient_clip_val=0.5"],
     "adam_l1": ["optimizer=adam", "l1=0.0001"],

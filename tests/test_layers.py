@@ -5,6 +5,7 @@ below, and no two modules import each other, directly or round about (imports in
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -47,7 +48,7 @@ FLOORS: dict[str, int] = {
     "nnopt.metrics.plots": 2,
     "nnopt.distributed": 2,
     "nnopt.strategies": 2,
-    "nnopt.sweep.pruning": 2,
+    "nnopt.sweep.optuna_pruning": 2,
     # 3 assembly: config -> objects, one run
     "nnopt.build": 3,
     "nnopt.tracking": 3,
@@ -224,3 +225,54 @@ def test_architecture_map_names_every_module() -> None:
     text = ARCHITECTURE.read_text()
     unnamed = [m for m in sorted(modules()) if f"`{m}`" not in text]
     assert unnamed == []
+
+
+def _change_table() -> dict[str, list[str]]:
+    text = ARCHITECTURE.read_text().split("## To change X, edit these files", 1)[1]
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[1].startswith("`"):
+            rows[cells[0]] = [p for p in re.findall(r"`([^`]+)`", cells[1]) if "/" in p]
+    return rows
+
+
+def test_change_table_rows_name_real_places() -> None:
+    root = SRC.parent
+    rows = _change_table()
+    assert {"optimizer", "schedule", "compression method", "data set", "summary key", "task"} <= set(rows)
+    for what, paths in rows.items():
+        for path in paths:
+            if "<name>" in path:
+                matches = list(root.glob(path.replace("<name>", "*")))
+                assert matches, f"{what}: nothing matches {path}"
+            else:
+                assert (root / path).exists(), f"{what}: {path} does not exist"
+
+
+def test_change_table_says_where_nnopts_own_options_live() -> None:
+    """Every nnopt `_target_` in a group's options is defined in a module the group's row names."""
+    import yaml
+
+    root = SRC.parent
+    rows = _change_table()
+    for what, group in (("compression method", "compression"), ("data set", "data"), ("task", "task")):
+        modules_named = [p for p in rows[what] if p.startswith("src/")]
+        for option in (root / "conf" / group).glob("*.yaml"):
+            node = yaml.safe_load(option.read_text()) or {}
+            targets = [str(v) for k, v in _walk(node) if k == "_target_" and str(v).startswith("nnopt.")]
+            for target in targets:
+                module_file = "src/" + target.rsplit(".", 1)[0].replace(".", "/") + ".py"
+                assert any(Path(module_file).match(p.replace("<name>", "*")) for p in modules_named), (
+                    f"{option.name}: {target} is outside {modules_named}"
+                )
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)

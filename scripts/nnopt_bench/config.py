@@ -35,7 +35,7 @@ HAN_2015 = {
         "deep_compression_x": 39,
     },
 }
-#: the headline: nnopt's training pass / the bare loop's, per model (limit, goal), issue 15
+#: the headline: nnopt's training pass / the bare loop's, per model (limit, goal)
 OVERHEAD_TARGETS = {
     # reps_factor, epochs: the MLPs' epochs take seconds, so they get more alternated repetitions of more epochs
     # (single epochs on a shared machine scatter by +-15 %; more pairs steady the medians; full mode only)

@@ -116,8 +116,8 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
-    threads.apply(node)  # pops trainer.threads (not a Trainer argument), sets torch's CPU threads
-    fused.trainer_kwargs(node)  # pops trainer.fused_steps; fused: the loop takes over accumulation and clipping
+    threads.set_torch_threads(node)  # pops trainer.threads (not a Trainer argument), sets torch's CPU threads
+    fused.pop_trainer_options(node)  # pops trainer.fused_steps; fused: the loop takes over accumulation and clipping
     # checkpoints go through a same-directory temp file + fsync + rename (nnopt.io), after the user's own plugins
     plugins = checkpoint.with_atomic_checkpoint_io(instantiate(node.pop("plugins", None) or [], _convert_="all"))
     return instantiate(node, callbacks=callbacks, logger=loggers or False, plugins=plugins, _convert_="all")

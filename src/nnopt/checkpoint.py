@@ -1,12 +1,13 @@
 """nnopt checkpoints: safe loading, the stored run config, resume resolution and compatibility checks.
 
 A checkpoint is untrusted input. It is read with `weights_only=True` (no pickled code), and the config stored in it
-(`CONFIG_KEY`) is data: code that rebuilds a model from it goes through :mod:`nnopt.rebuild`, never through a plain
-`instantiate` of what the file says.
+(`CONFIG_KEY`) is data: code that rebuilds a model from it goes through :mod:`nnopt.tasks.rebuild`, never
+through a plain `instantiate` of what the file says.
 
-A run reads its checkpoint once: :func:`read` keeps the last file it loaded (keyed by path, size and mtime), and the
-trainer's checkpoint IO (:class:`AtomicCheckpointIO`) and callbacks that need to look inside before
-Lightning restores it (QAT) are served from that copy.
+A run reads its checkpoint once: :func:`read_cached` keeps the last file it loaded (keyed by path, size and
+mtime), and the trainer's checkpoint IO (:class:`AtomicCheckpointIO`) and callbacks that need to look inside before
+Lightning restores it (QAT) are served from that copy. :func:`load` is that read plus the checks that make it an
+nnopt checkpoint, with one-line errors: what every consumer calls.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _identity(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def read(path: str | Path) -> dict[str, Any]:
+def read_cached(path: str | Path) -> dict[str, Any]:
     """`torch.load(path, weights_only=True)` on CPU, served from memory when the same file was read last.
 
     Raises:
@@ -82,7 +83,7 @@ def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{key}={path} does not exist")
     try:
-        ckpt = read(path)
+        ckpt = read_cached(path)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{key}={path} is not a readable nnopt checkpoint ({first[:200]})") from None
@@ -264,10 +265,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> Any:
-        """Served from :func:`read`: the run already read (and checked) this file once."""
+        """Served from :func:`read_cached`: the run already read (and checked) this file once."""
         if not _is_local(path) or weights_only is False:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        return read(Path(str(path).removeprefix("file://")))
+        return read_cached(Path(str(path).removeprefix("file://")))
 
 
 def with_atomic_checkpoint_io(plugins: Any) -> list[Any]:

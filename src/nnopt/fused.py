@@ -114,7 +114,7 @@ def check_callbacks(fusion: Fusion, callbacks: Mapping[str, Any] | None) -> None
             )
 
 
-def trainer_kwargs(node: dict[str, Any]) -> Fusion:
+def pop_trainer_options(node: dict[str, Any]) -> Fusion:
     """Pop `fused_steps` from a trainer node (not a Trainer argument); when fused, also the arguments the fused loop
     takes over from Lightning (MOVED). Returns the fusion."""
     fusion = from_trainer(node)

@@ -112,7 +112,7 @@ def training_stats(trainer: pl.Trainer) -> dict[str, Any]:
         stats[S.TRAIN_SAMPLES_PER_S] = timer.samples_per_s(trainer.world_size)
         stats[S.TRAIN_SAMPLES_RANK0] = timer.samples
     pruned = [cb.pruned_at for cb in trainer.callbacks if getattr(cb, "pruned_at", None) is not None]
-    if pruned:  # an Optuna pruner stopped this trial (nnopt.sweep.pruning): status `pruned`, not a full run
+    if pruned:  # an Optuna pruner stopped this trial (nnopt.sweep.optuna_pruning): status `pruned`, not a full run
         stats[S.PRUNED_AT] = pruned[0]
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and getattr(ckpt_cb, "best_model_path", ""):

@@ -88,7 +88,7 @@ def resolve(value: Any, trainer: dict[str, Any] | None = None) -> int:
     return int(value)
 
 
-def apply(trainer: dict[str, Any]) -> int:
+def set_torch_threads(trainer: dict[str, Any]) -> int:
     """Pop `threads` from a trainer node (it is not a Trainer argument) and set torch's intra-op threads."""
     threads = resolve(trainer.pop(KEY, None), trainer)
     torch.set_num_threads(threads)

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from nnopt import train
-from nnopt.tasks.classification import Classifier
 from nnopt.metrics import summary as S
+from nnopt.tasks.classification import Classifier
 from tests.helpers import make_cfg
 from tests.helpers.recording import RecordWeights
 from tests.optim.test_schedules import rows

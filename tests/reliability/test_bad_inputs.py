@@ -143,14 +143,14 @@ CASES = [
     ("train", ["trainer=ddp_cpu", "trainer.devices=1"], "trainer.strategy=ddp with trainer.devices=1"),
     ("train", ["trainer=gpu"], "no CUDA GPUs are visible here"),
     ("train", ["trainer=cpu", "trainer.devices=64"], "trainer.devices=64"),
-    # data checks before training (issue 12, item 5)
+    # data checks before training
     ("train", ["data=mnist", "data.dir={dirs[labels]}"], "train-labels-idx1-ubyte.gz: label 200 is outside [0, 10)"),
     ("train", ["data.num_classes=5"], "data.name=digits: train split: label 9 is outside [0, 5)"),
     ("train", ["data=mnist", "data.dir={dirs[nan]}"], "train split: 1 samples have NaN/Inf inputs (first: sample"),
     ("train", ["data=mnist", "data.dir={dirs[shape]}"], "test inputs have shape (1, 32, 32) per sample but train"),
     ("train", ["data=mnist", "data.dir={dirs[overflow]}"], "(18446744073709551616 bytes), more than this"),
     ("train", ["data=mnist", "data.dir={dirs[bomb]}"], "truncated or padded: header says shape (20, 28, 28)"),
-    # config checks before building (issue 12, item 6)
+    # config checks before building
     ("train", ["+trainer.max_steps=0"], "trainer.max_steps=0 is out of range; allowed: -1 (no limit) or an integer"),
     ("train", ["+trainer.max_steps=-2"], "trainer.max_steps=-2 is out of range"),
     ("train", ["+trainer.val_check_interval=1.5"], "val_check_interval=1.5 is out of range; allowed: a fraction"),

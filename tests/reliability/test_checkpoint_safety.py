@@ -1,4 +1,4 @@
-"""A checkpoint is data, never code (issue 12 item 1) and resume mismatches are bad input (item 7), through the CLI.
+"""A checkpoint is data, never code, and resume mismatches are bad input, through the CLI.
 
 A crafted checkpoint's stored config (`nnopt_config`) names `builtins.open` / `numpy.savetxt` / `torch.save` as
 `_target_`s, at the top of a group and nested (Hydra instantiates recursively). Every entry point that reads a

@@ -1,4 +1,4 @@
-"""Secrets (issue 12 item 8), through the real CLI: values that come from `${oc.env:...}` are stored as the
+"""Secrets, through the real CLI: values that come from `${oc.env:...}` are stored as the
 interpolation string, and values of KEY/TOKEN/SECRET/PASSWORD variables appear in no file of the run (summary,
 checkpoints, hparams.yaml, logger files including W&B offline files, log, directory names). Eval still works.
 """

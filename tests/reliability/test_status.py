@@ -15,7 +15,7 @@ def test_pruned_trial_gets_status_pruned_and_is_ranked_apart(tmp_path):
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     trial = study.ask()  # the trial the sweeper would hand to this job
     prune = [
-        "+callbacks.prune._target_=nnopt.sweep.pruning.OptunaPruning",
+        "+callbacks.prune._target_=nnopt.sweep.optuna_pruning.OptunaPruning",
         f"+callbacks.prune.storage='{storage}'",
         "+callbacks.prune.study_name=s",
         f"+callbacks.prune.trial_number={trial.number}",

@@ -1,4 +1,4 @@
-"""Never delete or overwrite user data (issue 12 item 4), through the real CLI.
+"""Never delete or overwrite user data, through the real CLI.
 
 - a bad-input run leaves a dir that existed before it exactly as it was (no rmtree, nothing added);
 - a dir already holding a run (summary.json, checkpoints) is re-entered only with `resume=true`, also when an

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from nnopt.config import CONFIG_DIR
 from nnopt.metrics import summary as S
-from nnopt.sweep.pruning import OptunaPruning
+from nnopt.sweep.optuna_pruning import OptunaPruning
 from tests.helpers import TINY, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

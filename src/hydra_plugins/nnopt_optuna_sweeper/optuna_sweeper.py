@@ -1,5 +1,5 @@
 """A thin Hydra sweeper on current Optuna (5.x): TPE or any sampler, sqlite resume, any summary key as
-objective, multi-objective, constraints, and pruning through `nnopt.sweep.pruning.OptunaPruning`.
+objective, multi-objective, constraints, and pruning through `nnopt.sweep.optuna_pruning.OptunaPruning`.
 
 Why not hydra-optuna-sweeper 1.3: it pins optuna<3 (which needs sqlalchemy<2) and cannot prune trials.
 

@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from nnopt._compat import compact_rich_bar_columns, rich_model_table
 
-#: the bar's metrics by default: the training loss and the metric checkpoints watch (classification, regression)
+#: the bar's metrics for a module without a task: the training loss and nnopt's tasks' monitored metrics
 BAR_METRICS = ("train/loss", "val/acc", "val/mse")
 #: characters of bar (Lightning's is 40): room for "Epoch 10/15 120/120 0:00:03 • 0:00:00 loss: 0.873 val/acc: 0.819"
 BAR_WIDTH = 10
@@ -24,11 +24,12 @@ class CompactProgressBar(RichProgressBar):
     """Lightning's rich bar showing only `metrics` that were logged, so one line fits an 80-column terminal.
 
     Every metric still reaches the loggers and summary.json; the bar is for watching a run, not reading results.
+    `metrics` None: what the module's task shows (its training loss and monitored metric).
     """
 
-    def __init__(self, metrics: Sequence[str] = BAR_METRICS, speed: bool = False, **kwargs: Any) -> None:
+    def __init__(self, metrics: Sequence[str] | None = None, speed: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.metrics = tuple(metrics)
+        self.metrics = tuple(metrics) if metrics is not None else None
         self.speed = speed
 
     @override
@@ -38,7 +39,9 @@ class CompactProgressBar(RichProgressBar):
 
     @override
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
-        shown = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k in self.metrics}
+        task = getattr(pl_module, "task", None)
+        wanted = self.metrics or (task.console_metrics() if hasattr(task, "console_metrics") else BAR_METRICS)
+        shown = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k in wanted}
         return {k.removeprefix("train/"): v for k, v in shown.items()}  # "loss", beside "val/acc"
 
 

@@ -305,11 +305,11 @@ class QuantizationAwareTraining(Int8Deploy):
             self._prepare(pl_module)  # before Lightning loads the QAT-shaped weights into the module
 
     def _checkpoint_prepared(self, trainer: pl.Trainer) -> bool:
-        """Whether the checkpoint being resumed holds the fake-quantized model (read once: nnopt.checkpoint.read)."""
-        from nnopt.checkpoint import callback_state, read
+        """Whether the checkpoint being resumed holds the fake-quantized model (read once, see read_cached)."""
+        from nnopt.checkpoint import callback_state, read_cached
 
         try:
-            ckpt = read(trainer.ckpt_path)
+            ckpt = read_cached(trainer.ckpt_path)
         except Exception:  # noqa: BLE001 - Lightning reports an unreadable checkpoint itself
             return False
         return bool(callback_state(ckpt, self.state_key).get("prepared"))

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnopt.errors import ConfigError
 from nnopt.metrics import names as N
+from nnopt.tasks import spec as tasks
 
 
 def spec(
@@ -267,15 +268,9 @@ def _check_trainer(trainer: Mapping[str, Any]) -> None:
             raise ConfigError("trainer.devices=[] selects no device; give a count or a list of device indices")
 
 
-def logged_metrics(task: str = "classification") -> tuple[str, ...]:
-    """Every name the Classifier logs during fit for `task` (what a callback's `monitor` may name)."""
-    if task == "regression":
-        per_stage, best = (*N.REGRESSION_METRICS, N.LOSS), N.VAL_MSE_BEST
-        train = (N.TRAIN_LOSS,)
-    else:
-        per_stage, best = (*N.CLASS_METRICS, N.AUROC, N.LOSS), N.VAL_ACC_BEST
-        train = (N.TRAIN_LOSS, N.key(N.TRAIN, N.ACC))
-    return (*(N.key(N.VAL, m) for m in per_stage), best, *train)
+def logged_metrics(task: str = tasks.CLASSIFICATION.name) -> tuple[str, ...]:
+    """Every name nnopt's module for `task` logs during fit (what a callback's `monitor` may name)."""
+    return tasks.get(task).logged()
 
 
 def _check_monitors(plain: Mapping[str, Any]) -> None:
@@ -283,7 +278,12 @@ def _check_monitors(plain: Mapping[str, Any]) -> None:
     callbacks = plain.get("callbacks") or {}
     if not isinstance(callbacks, Mapping):
         return
-    task = (plain.get("data") or {}).get("task") or "classification"
+    task = (plain.get("data") or {}).get("task") or tasks.CLASSIFICATION.name
+    target = plain["task"].get("_target_") if isinstance(plain.get("task"), Mapping) else None
+    if target is not None:  # a task class of the user's own logs what it logs: its names are its business
+        task = next((name for name in tasks.names() if tasks.get(name).module == target), None)
+    if task not in tasks.names():
+        return
     logged = logged_metrics(task)
     for name, node in callbacks.items():
         if not isinstance(node, Mapping) or "_target_" not in node or node.get("enabled") is False:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.optim import Optimizer
-from torch.optim import lr_scheduler as S
+from torch.optim import Optimizer, lr_scheduler
 
 from nnopt.errors import ConfigError, require, require_choice
 from nnopt.metrics import names as N
@@ -71,12 +70,14 @@ class StepSchedule(LRSchedule):
         require(0 < gamma <= 1, "schedule.gamma", gamma, "a number in (0, 1]")
         self.every_epochs, self.gamma = every_epochs, gamma
 
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
         if not steps_per_epoch:
             raise ConfigError(
                 "schedule=step counts epochs, but the training loader has no length; use another schedule"
             )
-        return S.StepLR(optimizer, step_size=max(1, round(self.every_epochs * steps_per_epoch)), gamma=self.gamma)
+        return lr_scheduler.StepLR(
+            optimizer, step_size=max(1, round(self.every_epochs * steps_per_epoch)), gamma=self.gamma
+        )
 
 
 class ExponentialSchedule(LRSchedule):
@@ -86,8 +87,8 @@ class ExponentialSchedule(LRSchedule):
         require(0 < final_ratio <= 1, "schedule.final_ratio", final_ratio, "a number in (0, 1]")
         self.final_ratio = final_ratio
 
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
-        return S.ExponentialLR(optimizer, gamma=self.final_ratio ** (1 / max(1, total_steps)))
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
+        return lr_scheduler.ExponentialLR(optimizer, gamma=self.final_ratio ** (1 / max(1, total_steps)))
 
 
 class CosineSchedule(LRSchedule):
@@ -102,7 +103,7 @@ class CosineSchedule(LRSchedule):
     def warmup_steps(self, total_steps: int) -> int:
         return int(round(self.warmup * total_steps)) if self.warmup < 1 else int(self.warmup)
 
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
         warm = self.warmup_steps(total_steps)
         if warm >= total_steps:
             raise ConfigError(
@@ -110,11 +111,11 @@ class CosineSchedule(LRSchedule):
                 "use a fraction below 1 or fewer steps"
             )
         eta_min = optimizer.param_groups[0]["lr"] * self.min_ratio
-        cosine = S.CosineAnnealingLR(optimizer, T_max=total_steps - warm, eta_min=eta_min)
+        cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warm, eta_min=eta_min)
         if warm == 0:
             return cosine
-        ramp = S.LinearLR(optimizer, start_factor=self.warmup_start_ratio, end_factor=1.0, total_iters=warm)
-        return S.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
+        ramp = lr_scheduler.LinearLR(optimizer, start_factor=self.warmup_start_ratio, end_factor=1.0, total_iters=warm)
+        return lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
 
 
 class OneCycleSchedule(LRSchedule):
@@ -139,10 +140,10 @@ class OneCycleSchedule(LRSchedule):
         self.max_ratio, self.pct_start = max_ratio, pct_start
         self.div_factor, self.final_div_factor, self.anneal_strategy = div_factor, final_div_factor, anneal_strategy
 
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.LRScheduler:
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
         defaults = optimizer.defaults
         # OneCycleLR raises if stepped past total_steps: Lightning steps it exactly once per optimizer step
-        return S.OneCycleLR(
+        return lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=[group["lr"] * self.max_ratio for group in optimizer.param_groups],
             total_steps=total_steps,
@@ -167,8 +168,8 @@ class PlateauSchedule(LRSchedule):
         require(min_lr >= 0, "schedule.min_lr", min_lr, "a number >= 0")
         self.monitor, self.mode, self.factor, self.patience, self.min_lr = monitor, mode, factor, patience, min_lr
 
-    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> S.ReduceLROnPlateau:
-        return S.ReduceLROnPlateau(
+    def make(self, optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.ReduceLROnPlateau:
+        return lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=self.mode, factor=self.factor, patience=self.patience, min_lr=self.min_lr
         )
 
@@ -228,7 +229,7 @@ class TorchSchedule(LRSchedule):
         """
         scheduler = self.scheduler(optimizer)
         config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency, "name": LR_KEY}
-        if isinstance(scheduler, S.ReduceLROnPlateau):
+        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
             if self.monitor is None:
                 raise ConfigError(
                     f"schedule.monitor is missing: a ReduceLROnPlateau watches one of: {', '.join(PLATEAU_MONITORS)}"

@@ -51,8 +51,8 @@ class Report:
 def build_report(sweep_dir: str | Path, sort_by: str | None = None, ascending: bool | None = None) -> Report:
     """Read and rank everything first: bad input raises before any file is written.
 
-    `sort_by` None: the validation metric the runs have (val/acc_best, val/mse_best), so the best configuration
-    is chosen on validation data and test is only reported."""
+    `sort_by` None: the best validation value of the runs' task (val/acc_best, val/mse_best, ...), so the best
+    configuration is chosen on validation data and test is only reported."""
     runs = collect(sweep_dir)
     sort_by = sort_by or default_sort_key(runs)
     check_key(runs, sort_by)

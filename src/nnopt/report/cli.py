@@ -12,7 +12,7 @@ import sys
 from nnopt.errors import BAD_INPUT_EXIT, NnoptError, error_line
 from nnopt.metrics import summary as S
 from nnopt.report import Report, build_report, write_report
-from nnopt.report.table import columns_for, rows
+from nnopt.report.table import columns_for, rows, task_of
 
 
 def print_table(report: Report) -> None:
@@ -22,7 +22,7 @@ def print_table(report: Report) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs: no wrapped cells
     many = len(report.groups) > 1
     for group in report.groups or []:  # unrelated sweeps/tasks/data sets: one table (ranking) each
-        header, body = rows(group.configs, columns_for(report.sort_by))
+        header, body = rows(group.configs, columns_for(report.sort_by, task_of(group.runs)))
         where = f"{report.sweep_dir}: {group.label}" if many else str(report.sweep_dir)
         table = Table(title=f"{where}  (sorted by {report.sort_by})")
         for i, name in enumerate(header):

@@ -11,7 +11,7 @@ from nnopt.io import write_atomic
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.report.collect import read_curves
-from nnopt.report.table import Config, smaller_is_better
+from nnopt.report.table import Config, smaller_is_better, task_of
 
 MAX_LEGEND = 12
 
@@ -37,11 +37,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def pareto_png(configs: list[Config], path: str | Path, y_key: str | None = None) -> Path:
     """One panel per cost (size, latency): each config's mean as a point numbered as in report.md.
 
-    `y_key` None: test/acc, or test/mse (lower is better) for a regression sweep."""
+    `y_key` None: the task's test metric (test/acc; test/mse, lower is better, for regression)."""
+    task = task_of([r for c in configs for r in c.runs])
     if y_key is None:
-        y_key = S.TEST_ACC if any(c.mean(S.TEST_ACC) is not None for c in configs) else S.TEST_MSE
-        y_key = y_key if any(c.mean(y_key) is not None for c in configs) else S.TEST_ACC
-    lower = smaller_is_better(y_key)
+        y_key = task.test_key if any(c.mean(task.test_key) is not None for c in configs) else S.TEST_ACC
+    lower = smaller_is_better(y_key, task)
     y_scale, y_unit = (1.0, "") if lower or y_key.endswith("r2") else (100.0, " (%)")
     # gzip size: the stored size that pruning (zeros) and quantization (int8) both shrink
     costs = ((S.SIZE_BYTES_GZIP, "model size, gzip (KiB)", 1 / 1024), (S.LATENCY_B1, "latency, batch 1 (ms)", 1.0))

@@ -13,6 +13,7 @@ from typing import Any
 
 from nnopt.metrics import summary as S
 from nnopt.report.collect import MISSING, UNREADABLE, ReportError, Run, varying_keys
+from nnopt.tasks import spec as tasks
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,17 @@ COLUMNS = (
 )
 #: keys where smaller is better (the sort and the Pareto fronts follow this)
 _SMALLER_BETTER = ("loss", "size", "latency", "time", "params", "mem", "bytes", "mse", "mae")
-#: selection keys, in order of preference: configurations are chosen on validation data, test is only reported
-SELECT_KEYS = (S.VAL_ACC_BEST, "val/mse_best")
+
+
+def task_of(runs: list[Run]) -> tasks.Task:
+    """The task of a group of runs (a report section holds one task), from the first summary that says."""
+    return tasks.of_summary(next((r.summary for r in runs if r.summary), {}))
 
 
 def default_sort_key(runs: list[Run]) -> str:
-    """The first validation key some run has (a sweep is ranked on validation data); test/acc for old sweeps."""
-    return next((k for k in SELECT_KEYS if any(r.value(k) is not None for r in runs)), S.TEST_ACC)
+    """The task's best validation value (a sweep is ranked on validation data); its test metric for old sweeps."""
+    task = task_of(runs)
+    return next((k for k in (task.best_key, task.test_key) if any(r.value(k) is not None for r in runs)), S.TEST_ACC)
 
 
 def reported_test_key(key: str) -> str | None:
@@ -51,7 +56,10 @@ def reported_test_key(key: str) -> str | None:
     return "test/" + key.removeprefix("val/").removesuffix("_best")
 
 
-def smaller_is_better(key: str) -> bool:
+def smaller_is_better(key: str, task: tasks.Task | None = None) -> bool:
+    """Whether smaller values of `key` are better: the task says for its own metrics, the key's name otherwise."""
+    if task is not None and key in (task.best_key, task.test_key, task.monitor):
+        return not task.larger_is_better
     return any(word in key for word in _SMALLER_BETTER) and "per_s" not in key
 
 
@@ -99,9 +107,14 @@ REGRESSION_COLUMNS = (
 )
 
 
-def columns_for(sort_by: str) -> list[Column]:
+def columns_for(sort_by: str, task: tasks.Task | None = None) -> list[Column]:
+    """The report's columns: a regression sweep's test metrics replace accuracy and F1; a task of the user's own
+    gets its test metric; the ranking key is always shown."""
     columns = list(COLUMNS)
-    if any(word in sort_by for word in ("mse", "mae", "r2")):
+    if task is not None and task.name not in (tasks.CLASSIFICATION.name, tasks.REGRESSION.name):
+        own = [Column(task.test_key, task.test_key, 1, ".4g")]
+        columns = [*own, *(c for c in columns if c.key not in (S.TEST_ACC, S.TEST_F1))]
+    elif task is tasks.REGRESSION or any(word in sort_by for word in ("mse", "mae", "r2")):
         columns = [*REGRESSION_COLUMNS, *(c for c in columns if c.key not in (S.TEST_ACC, S.TEST_F1))]
     if sort_by not in {c.key for c in columns}:
         columns.insert(0, Column(sort_by, sort_by))
@@ -116,7 +129,8 @@ def check_key(runs: list[Run], key: str) -> None:
 
 def rank(configs: list[Config], sort_by: str, ascending: bool | None = None) -> list[Config]:
     """Configs with a value first, best first; those with none (all failed / still running) last."""
-    ascending = smaller_is_better(sort_by) if ascending is None else ascending
+    task = task_of([r for c in configs for r in c.runs])
+    ascending = smaller_is_better(sort_by, task) if ascending is None else ascending
     scored = [c for c in configs if c.mean(sort_by) is not None]
     rest = [c for c in configs if c.mean(sort_by) is None]
     return sorted(scored, key=lambda c: c.mean(sort_by), reverse=not ascending) + rest
@@ -160,9 +174,9 @@ def best_per_group(configs: list[Config], keys: list[str], sort_by: str) -> list
 
 
 def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str], sort_by: str) -> str:
-    columns = columns_for(sort_by)
+    columns = columns_for(sort_by, task_of(runs))
     header, body = rows(configs, columns)
-    order = "ascending" if smaller_is_better(sort_by) else "descending"
+    order = "ascending" if smaller_is_better(sort_by, task_of(runs)) else "descending"
     n = {s: sum(r.status == s for r in runs) for s in (S.COMPLETED, S.FAILED, S.INTERRUPTED, MISSING)}
     other = ", ".join(f"{v} {k}" for k in (S.PRUNED, UNREADABLE) if (v := sum(r.status == k for r in runs)))
     other = f"; {other}" if other else ""

@@ -25,8 +25,8 @@ from nnopt.tasks import spec
 if TYPE_CHECKING:
     from nnopt.tasks.module import TaskModule
 
-#: keys of a `task` config that select it rather than configure it
-_TASK_META = ("_target_", "name")
+#: keys of a `task` config that select it or tell the callbacks (checkpoint, early stopping) what to watch
+_TASK_META = ("_target_", "name", "monitor", "mode")
 
 
 def task_class(cfg: DictConfig, task_name: str) -> type:
