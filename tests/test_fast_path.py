@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,16 +59,47 @@ def test_threads_are_applied_and_recorded(tmp_path, value):
     assert json.loads((tmp_path / S.FILENAME).read_text())[S.TRAIN_THREADS] == value
 
 
+def cpuinfo_cores(cpus: set[int]) -> int:
+    """Physical cores among `cpus`, from /proc/cpuinfo (nnopt reads sysfs): distinct (physical id, core id)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cores, cpu, package = set(), None, None
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            cpu, package = int(value), None
+        elif key == "physical id":
+            package = value
+        elif key == "core id" and cpu in cpus:
+            cores.add((package, value))
+    if not cores:
+        pytest.skip("/proc/cpuinfo names no cores here")
+    return len(cores)
+
+
 def test_threads_auto(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.resolve("auto") == 3  # an explicit environment choice wins
     monkeypatch.delenv("OMP_NUM_THREADS")
-    cores = threads.physical_cores()
-    assert 1 <= cores <= (torch.multiprocessing.cpu_count() or 1)
+    cores = cpuinfo_cores(os.sched_getaffinity(0))
+    assert threads.physical_cores() == cores
     assert threads.resolve("auto") == cores
     assert threads.resolve(None) == cores
     ddp = {"accelerator": "cpu", "strategy": "ddp", "devices": 2}
     assert threads.resolve("auto", ddp) == max(1, cores // 2)
+
+
+def test_physical_cores_counts_hyperthreads_once(monkeypatch, tmp_path):
+    # four CPUs: 0/1 and 2/3 are the hyper-thread pairs of two cores of one package; CPU 3 is not ours
+    for cpu, core in [(0, 0), (1, 0), (2, 1), (3, 1)]:
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text("0\n")
+        (topo / "core_id").write_text(f"{core}\n")
+    monkeypatch.setattr(threads, "Path", lambda p: tmp_path / Path(p).relative_to("/sys/devices/system/cpu"))
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _pid: {0, 1, 3})
+    assert threads.physical_cores() == 2
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert threads.physical_cores() == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, "many", 1.5, True])
