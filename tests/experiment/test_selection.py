@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import ListConfig, OmegaConf
 
 from nnopt.metrics import summary as S
 from nnopt.report import build_report, write_report
 from nnopt.report.batch_size import batch_size_png
+from nnopt.tasks import spec as tasks
 from tests.helpers import ROOT, make_cfg
 
 
@@ -53,11 +57,29 @@ def test_search_presets_optimise_validation_metrics(path) -> None:
     assert not [k for k in sweeper.get("constraints") or {} if k.startswith("test/")]
 
 
-def test_no_preset_ranks_or_selects_on_test() -> None:
-    hydra = yaml.safe_load((ROOT / "conf" / "hydra" / "default.yaml").read_text())
-    assert hydra["callbacks"]["sweep"]["sort_by"] is None  # the report picks the validation metric
-    for path in (ROOT / "conf" / "experiment").glob("*.yaml"):
-        assert "objective: test/" not in path.read_text(), path.name
+PRESETS = [
+    path for group in ("experiment", "hparams_search") for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}={p.stem}")
+def test_no_preset_ranks_or_selects_on_test(path) -> None:
+    """Composed as `nnopt-train <group>=<preset>` composes it: what its sweep optimises and its report ranks on."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"{path.parent.name}={path.stem}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    objective = OmegaConf.select(cfg, "hydra.sweeper.objective")  # only Optuna sweeps have one
+    objectives = list(objective) if isinstance(objective, ListConfig) else [objective] if objective else []
+    # the report ranks on sort_by, or when it is null on the task's best validation value
+    ranked_on = (
+        OmegaConf.select(cfg, "hydra.callbacks.sweep.sort_by")
+        or tasks.get(cfg.data.get("task") or tasks.CLASSIFICATION.name).best_key
+    )
+    assert ranked_on.startswith("val/")
+    assert [key for key in objectives if not key.startswith(("val/", "model/"))] == []  # model/: not measured on data
+    if "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_")).lower():  # a sweep that optimises
+        assert objectives[0].startswith("val/")
 
 
 @pytest.mark.parametrize("preset", ["optimizer_shootout", "batch_size_study"])
