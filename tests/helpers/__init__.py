@@ -38,17 +38,28 @@ def make_cfg(out_dir: Path, *overrides: str, config_name: str = "train", fast: b
     return compose_run_config(out_dir, [*fast_args, *overrides], config_name)
 
 
+#: inherited variables a subprocess run must not see: cluster/rank settings, and HYDRA_FULL_ERROR (it switches off
+#: nnopt's pre-check and one-line errors, which many tests check)
+_NOT_INHERITED = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT", "MASTER_ADDR", "HYDRA_FULL_ERROR")
+
+
 def cli_env(**extra: str) -> dict[str, str]:
-    """Environment for subprocess runs: offline W&B, loopback, no inherited cluster/rank variables."""
+    """Environment for subprocess runs: offline W&B, loopback, no inherited cluster/rank variables, no
+    HYDRA_FULL_ERROR (pass it in `extra` to test it)."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("SLURM_", "WANDB_", "NNOPT_RUN_STAMP", "PL_", "TORCHELASTIC"))
-        and k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT", "MASTER_ADDR")
+        if not k.startswith(("SLURM_", "WANDB_", "NNOPT_RUN_STAMP", "PL_", "TORCHELASTIC")) and k not in _NOT_INHERITED
     }
     env.update(WANDB_MODE="offline", MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
     env.update(extra)
     return env
+
+
+def listed_options(line: str) -> set[str]:
+    """The options an "unknown <group> option ...; choose one of: a, b, c" error line lists."""
+    assert "; choose one of: " in line, line
+    return set(line.split("; choose one of: ", 1)[1].strip().split(", "))
 
 
 def run_cli(module: str, *args: str, log_dir: Path, timeout: int = CLI_TIMEOUT, env: dict | None = None):
