@@ -24,6 +24,9 @@ EVALUATED_CKPT = "evaluated_ckpt"
 SWEEP_MARKER = "multirun.yaml"
 #: override keys that never tell two configurations apart
 NOT_A_CHOICE = ("seed", "resume", "ckpt_path")
+#: folders where trackers keep their own copies of a run's files (W&B `wandb/offline-run-*/files/`, MLflow
+#: `mlruns/<experiment>/<run>/artifacts/`): a summary.json in them is a copy, never a job of its own
+TRACKER_DIRS = ("wandb", "mlruns")
 
 
 class ReportError(NnoptError):
@@ -113,6 +116,12 @@ def _sweep_of(job_dir: Path, root: Path) -> str:
     return ""
 
 
+def _is_copy(folder: Path, root: Path) -> bool:
+    """Whether `folder` is inside Hydra's/submitit's bookkeeping or a tracker's store (relative to `root`)."""
+    parts = folder.relative_to(root).parts
+    return any(part in (".hydra", ".submitit", *TRACKER_DIRS) for part in parts)
+
+
 def collect(sweep_dir: str | Path) -> list[Run]:
     """Every job under `sweep_dir`: those with a summary.json and Hydra job dirs that have none yet.
 
@@ -123,7 +132,9 @@ def collect(sweep_dir: str | Path) -> list[Run]:
     if not root.is_dir():
         raise ReportError(f"{root}: no such directory")
     job_dirs = {p.parent for p in root.rglob(S.FILENAME)} | {p.parent for p in root.rglob(".hydra")}
-    job_dirs = {d for d in job_dirs if ".hydra" not in d.parts and ".submitit" not in d.parts}
+    job_dirs = {d for d in job_dirs if not _is_copy(d, root)}
+    # a job's own folder holds no other job: whatever lies below one is a copy of it (a tracker's files)
+    job_dirs = {d for d in job_dirs if not any(p in job_dirs for p in d.parents)}
     runs = []
     for job_dir in sorted(job_dirs, key=lambda d: _natural(str(d.relative_to(root)))):
         summary = _read(job_dir)
