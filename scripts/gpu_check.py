@@ -140,8 +140,9 @@ def sizes_for(cpu: bool, data: str) -> Sizes:
             pack_steps=5,
             pack_warmup=2,
             bare_repeats=1,
-            limits_s={"throughput": 150, "packing": 60, "qat": 90, "fsdp": 60, "compile": 120},
-            budget_s=420,
+            # generous: a loaded shared CPU is slow, and these are limits, not expected times (~30-60 s in all)
+            limits_s={"throughput": 300, "packing": 120, "qat": 200, "fsdp": 120, "compile": 200},
+            budget_s=840,
         )
     fashion = data == "fashion_mnist"  # 430 steps an epoch at batch 128; digits has 10
     return Sizes(
@@ -376,7 +377,10 @@ def section_throughput(ctx: Context) -> dict[str, Any]:
         rows.append(row)
     ok = [r for r in rows if r["status"] == "completed" and r.get("ratio")]
     status = "ok" if len(ok) == 8 else ("partial" if ok else ("timeout" if run.rc is None else "failed"))
-    return {"status": status, "error": None if status == "ok" else last_line(run.output), "rows": rows}
+    fused = [r for r in ok if r["fused_steps"] > 1]
+    note = f"fused_steps=16 at >= {FUSED_GOAL:.2f}x the bare loop: {sum(r['goal_met'] for r in fused)} of {len(fused)}"
+    error = None if status == "ok" else last_line(run.output)
+    return {"status": status, "error": error, "note": note, "rows": rows}
 
 
 def bare_rate(ctx: Context, model: str, precision: str, per_epoch: int, steps: int) -> dict[str, Any]:
@@ -650,7 +654,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for name in SECTIONS:
         s = sec.get(name, {})
-        note = s.get("error") or s.get("message") or ""
+        note = s.get("error") or s.get("message") or s.get("note") or ""
         lines.append(f"| {name} | {s.get('status')} | {fmt(s.get('section_s'), 1)} | {str(note)[:160]} |")
     tp = sec.get("throughput", {}).get("rows", [])
     lines += ["", "## Training pass: nnopt / bare loop (samples/s, steady: median epoch after the first)", ""]
@@ -678,7 +682,12 @@ def markdown(results: dict[str, Any]) -> str:
           fmt(q.get("samples_per_s"))]],
     )  # fmt: skip
     f = sec.get("fsdp", {})
-    lines += ["", "## FSDP on one device", "", f"{f.get('status')}: {f.get('message') or fmt(f.get('samples_per_s'))}"]
+    lines += [
+        "",
+        "## FSDP on one device",
+        "",
+        f"{f.get('status')}: {f.get('message') or f.get('error') or fmt(f.get('samples_per_s'))}",
+    ]
     c = sec.get("compile", {})
     lines += ["", f"## compile=true (backend {c.get('backend')})", ""]
     lines += table(
@@ -698,7 +707,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None, help="nnopt run dirs (default: a temporary folder)")
     p.add_argument("--data", choices=("digits", "fashion_mnist"), default="digits")
     p.add_argument("--data-dir", type=Path, default=None, help="folder with the four Fashion-MNIST IDX .gz files")
-    p.add_argument("--budget-s", type=float, default=None, help="overall time limit (default: 420 s)")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="overall time limit (default: 420 s on the GPU, 840 s with --cpu)"
+    )
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run these sections only")
     args = p.parse_args(argv)
     if args.data == "fashion_mnist" and args.data_dir is None:
@@ -729,6 +740,12 @@ def main(argv: list[str] | None = None) -> int:
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.cpu else "cpu",
         "cuda_available": torch.cuda.is_available(),
+        "cuda": torch.version.cuda,
+        "gpu_memory_gib": (
+            torch.cuda.get_device_properties(0).total_memory / 2**30
+            if torch.cuda.is_available() and not args.cpu
+            else None
+        ),
         "work_dir": str(work),
     }
     data_over = ["data=fashion_mnist", f"data.dir={args.data_dir.resolve()}"] if args.data == "fashion_mnist" else []

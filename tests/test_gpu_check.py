@@ -63,6 +63,8 @@ def test_throughput_rows_pair_nnopt_with_bare(check) -> None:
         assert r["ratio"] == pytest.approx(r["nnopt_samples_per_s"] / r["bare_samples_per_s"])
         assert r["goal_met"] == (r["ratio"] >= 0.80 if r["fused_steps"] > 1 else None)
         assert f"| {r['model']} | {r['precision']} | {r['fused_steps']} | {r['nnopt_samples_per_s']:,.0f} |" in md
+    met = sum(bool(r["goal_met"]) for r in rows)
+    assert results["sections"]["throughput"]["note"].endswith(f": {met} of 4")
 
 
 def test_packing_trains_the_same_models_faster_or_not(check) -> None:
