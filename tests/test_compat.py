@@ -19,7 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from nnopt import _compat, interrupt
 from nnopt.callbacks.terminal import ModelTable
-from nnopt.lit import Classifier
+from nnopt.tasks.classification import Classifier
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -21,6 +21,7 @@ from nnopt.metrics import efficiency
 from nnopt.metrics import names as N
 from nnopt.metrics import summary as S
 from nnopt.metrics.plots import confusion_matrix_png
+from nnopt.tasks import spec as tasks
 from nnopt.tasks.module import TaskModule
 from nnopt.tracking import finish_wandb, log_final_summary
 
@@ -130,11 +131,8 @@ def report_summary(summary: dict[str, Any], loggers: list) -> None:
     table = Table(title=f"nnopt run: {summary.get(S.STATUS)}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    regression = summary.get(S.TEST_MSE) is not None
-    task_keys = (S.TEST_MSE, S.TEST_MAE, S.TEST_R2, S.VAL_MSE_BEST) if regression else (S.TEST_ACC, S.TEST_F1)
-    task_keys = task_keys if regression else (*task_keys, S.VAL_ACC_BEST)
     for key in (
-        *task_keys,
+        *tasks.of_summary(summary).report_keys(),
         S.PARAMS,
         S.SPARSITY,
         S.SIZE_BYTES,

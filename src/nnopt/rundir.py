@@ -13,7 +13,9 @@ Bad values end with one line and exit 2 before anything is created.
 
 from __future__ import annotations
 
+import copy
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nnopt.config.resolvers import STAMP_ENV
+from nnopt.errors import ConfigError
 
 #: files that mark a dir as holding a run (besides checkpoints/*.ckpt and requeue checkpoints)
 RUN_MARKERS = ("summary.json", "multirun.yaml")
@@ -136,3 +139,39 @@ class RunDirGuard(Callback):
         from nnopt import secrets
 
         secrets.install_log_filter()  # Hydra has just opened the job's log file
+
+
+# -- before Hydra starts ------------------------------------------------------------------------------------
+def uncreatable(path: Path) -> str | None:
+    """Why `path` cannot be made a writable directory, or None; probes without leaving anything behind."""
+    path = path.absolute()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".nnopt-probe-"))
+    except OSError as exc:
+        return f"cannot create anything in {existing}: {exc.strerror or exc}"
+    return None
+
+
+def check_output_dir(cfg: DictConfig, multirun: bool) -> None:
+    """Hydra creates the run (sweep) dir before nnopt's code runs: an uncreatable one would end in its traceback.
+
+    The dir is resolved with a placeholder for `${run_stamp:}` (resolving it would fix this process's stamp);
+    a dir that cannot be resolved before Hydra starts (`${hydra:...}`) is left to Hydra.
+    """
+    key = "sweep" if multirun else "run"
+    try:
+        raw = OmegaConf.to_container(cfg.hydra[key], resolve=False)["dir"]
+        probe = copy.deepcopy(cfg)
+        OmegaConf.set_struct(probe, False)
+        probe.nnopt_probe_dir = str(raw).replace("${run_stamp:}", "stamp")
+        where = Path(str(probe.nnopt_probe_dir))
+    except Exception:  # noqa: BLE001 - not resolvable before Hydra runs: Hydra resolves and reports it
+        return
+    problem = uncreatable(where)
+    if problem:
+        raise ConfigError(f"hydra.{key}.dir={where} cannot be created ({problem}); choose a writable directory")

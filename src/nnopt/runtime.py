@@ -16,6 +16,16 @@ _QUIET = (
 )
 
 
+#: Lightning's "The `srun` command is available on your system but is not used" (350 characters, on every Trainer):
+#: on a login node (SLURM installed, no job) it is noise; inside a job it is kept (a missing srun there hangs DDP)
+_SRUN_HINT = r"The `srun` command is available on your system but is not used"
+
+
+def in_slurm_job() -> bool:
+    """Whether this process runs inside a SLURM allocation (sbatch, salloc or srun set SLURM_JOB_ID)."""
+    return bool(os.environ.get("SLURM_JOB_ID"))
+
+
 def _no_tips(record: logging.LogRecord) -> bool:
     """Lightning's product tips ("💡 Tip: ... try installing litlogger ...") are adverts, not news about the run."""
     return "Tip:" not in str(record.msg)
@@ -25,6 +35,8 @@ def configure() -> None:
     """Warning filters, a non-interactive matplotlib backend (plots are files), nnopt's OmegaConf resolvers."""
     for message in _QUIET:
         warnings.filterwarnings("ignore", message=message)
+    if not in_slurm_job():
+        warnings.filterwarnings("ignore", message=_SRUN_HINT)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_tips)  # same function: added once
     os.environ.setdefault("MPLBACKEND", "Agg")  # read when matplotlib is first imported: no import here
     from nnopt.config import resolvers

@@ -134,14 +134,6 @@ BASE = [
 COMPRESSED = [*BASE, "compression=prune_qat", "schedule=onecycle", "trainer.max_epochs=4", "test_ckpt=last"]
 
 
-#: known src defect (reported): the int8 callbacks' float-model comparison assumes class-index targets
-QAT_FLOAT_ACC = (
-    "src/nnopt/compression/quantization.py Int8Deploy.on_test_batch_end scores test/acc_float as "
-    "(float_forward(x).argmax(1) == y), which needs class-index targets; a multi-label batch's (N, 3) targets fail"
-)
-#: known src defect (reported): the run's final console table lists classification (or regression) keys only
-FINAL_TABLE = "src/nnopt/pipeline.py report_summary lists test/acc, test/f1, val/acc_best, not the task's report_keys()"
-
 #: the MLP for 8x8 inputs, 3 outputs: Linear(64, 32) and Linear(32, 3)
 WEIGHTS, BIASES = 64 * 32 + 32 * 3, 32 + 3
 
@@ -192,12 +184,7 @@ def trivial_f1(y: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def compressed_run(project, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("own_task_run") / "run"
-    try:
-        summary = run(make_cfg(out, *COMPRESSED, "logger=csv", searchpath(project)))
-    except RuntimeError as exc:  # TEMPORARY, until the int8 callback scores the task's own metric
-        if "must match the size of tensor" not in str(exc):
-            raise
-        pytest.xfail(f"{QAT_FLOAT_ACC}: {exc}")
+    summary = run(make_cfg(out, *COMPRESSED, "logger=csv", searchpath(project)))
     return out, summary
 
 
@@ -234,8 +221,6 @@ def test_final_table_shows_the_tasks_keys(compressed_run, capsys):
     capsys.readouterr()
     report_summary(summary, [])
     table = capsys.readouterr().err
-    if "val/f1_best" not in table and "val/acc_best" in table:
-        pytest.xfail(FINAL_TABLE)  # TEMPORARY, until the table follows the task
     assert "val/f1_best" in table and "test/f1" in table
     assert "val/acc_best" not in table and "test/acc " not in table
 

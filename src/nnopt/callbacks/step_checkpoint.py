@@ -21,8 +21,9 @@ class StepCheckpoint(pl.Callback):
 
     Args:
         dirpath: folder of the checkpoint (the run's `checkpoints/`).
-        every_n_train_steps: steps between saves; 0 leaves only ModelCheckpoint's epoch-end `last.ckpt`.
-        filename: file name inside `dirpath`.
+        every_n_train_steps: steps between saves; 0 leaves only LastCheckpoint's epoch-end `last.ckpt`.
+        filename: file name inside `dirpath` (the file :class:`~nnopt.callbacks.last_checkpoint.LastCheckpoint`
+            writes at epoch ends: one `last.ckpt`, the newest state).
 
     Raises:
         ConfigError: `every_n_train_steps` is not an integer >= 0.

@@ -92,7 +92,7 @@ def precheck(argv: list[str], config_name: str) -> None:
         finally:
             GlobalHydra.instance().clear()
     extras.check_optional(cfg)
-    from nnopt.config.schema import check_output_dir
+    from nnopt.rundir import check_output_dir
 
     try:  # Hydra makes the run dir before our code runs: an uncreatable one would end in its traceback
         multirun = str(OmegaConf.select(cfg, "hydra.mode")).rsplit(".", 1)[-1] == "MULTIRUN"  # enum or string

@@ -29,6 +29,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from nnopt.compression import keep_training_until, restart_best_tracking
+from nnopt.compression.pruning_criteria import CRITERIA, PruningCriterion
 from nnopt.errors import ConfigError, require, require_choice
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -66,6 +67,8 @@ class GradualPruning(pl.Callback):
         layer_sparsity: per-layer final sparsities, e.g. `{net.features.0: 0.5, net.classifier.0: 0.95}` (as
             `nnopt-sensitivity --target` proposes): each listed layer is pruned to its own fraction on the same
             schedule (unlisted layers to `sparsity`); unstructured, per layer.
+        criterion: what each step prunes, a :class:`PruningCriterion` of your own (e.g. from a config's
+            `criterion: {_target_: ...}`); None: the one `method` and `scope` name (:data:`CRITERIA`).
 
     Raises:
         ConfigError: on an argument out of range; at `setup`, when the schedule cannot end before
@@ -85,6 +88,7 @@ class GradualPruning(pl.Callback):
         prune_bias: bool = False,
         skip_last: bool = False,
         layer_sparsity: dict[str, float] | None = None,
+        criterion: PruningCriterion | None = None,
     ) -> None:
         ok = isinstance(sparsity, (int, float)) and 0 <= sparsity < 1
         require(ok, "compression.sparsity", sparsity, "a number in [0, 1)")
@@ -110,8 +114,9 @@ class GradualPruning(pl.Callback):
         self.start_epoch, self.end_epoch, self.frequency = start_epoch, end_epoch, frequency
         self.scope, self.method, self.norm = scope, method, norm
         self.layer_sparsity = {str(k): float(v) for k, v in (layer_sparsity or {}).items()}
+        self.criterion = criterion or CRITERIA[(method, "layer" if self.layer_sparsity else scope)](norm)
         self.names = ("weight", "bias") if prune_bias else ("weight",)
-        self.skip_last = skip_last or method == "structured"  # removing output classes is never wanted
+        self.skip_last = skip_last or self.criterion.structured  # removing output classes is never wanted
         self.applied = 0.0  # cumulative sparsity reached so far
         self.permanent = False  # phase two: plain weights, masks enforced around optimizer steps
         self._fixed: list[tuple[nn.Parameter, torch.Tensor]] = []
@@ -165,14 +170,8 @@ class GradualPruning(pl.Callback):
         if unknown:
             have = ", ".join(name for name, _ in self._layers(pl_module))
             raise ConfigError(f"compression.layer_sparsity: {unknown[0]!r} is not a prunable layer; layers: {have}")
-        if self.method == "structured":
-            for name, module in self._layers(pl_module):
-                channels = module.weight.shape[0]
-                if round(self.sparsity * channels) >= channels:
-                    raise ConfigError(
-                        f"compression.sparsity={self.sparsity} would remove every channel of layer {name} "
-                        f"({channels} channels); use a lower sparsity"
-                    )
+        for name, module in self._layers(pl_module):
+            self.criterion.check(name, module, self.layer_sparsity.get(name, self.sparsity))
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -274,29 +273,9 @@ class GradualPruning(pl.Callback):
 
     @torch.no_grad()
     def _prune_to(self, pl_module: pl.LightningModule, target: float) -> None:
-        targets = self._targets(pl_module)
-        if self.method == "structured":
-            for _, module, pname in targets:
-                channels = module.weight.shape[0]
-                extra = round(target * channels) - _pruned_channels(module, pname)
-                if extra > 0:
-                    prune.ln_structured(module, pname, amount=extra, n=self.norm, dim=0)
-        elif self.scope == "layer" or self.layer_sparsity:
-            progress = target / self.sparsity  # the schedule's fraction of the way to the final sparsity
-            for name, module, pname in targets:
-                t = getattr(module, pname)
-                layer_target = self.layer_sparsity[name] * progress if name in self.layer_sparsity else target
-                extra = round(layer_target * t.numel()) - int((_mask(module, pname) == 0).sum())
-                if extra > 0:
-                    prune.l1_unstructured(module, pname, amount=extra)
-        else:
-            total = sum(getattr(m, p).numel() for _, m, p in targets)
-            done = sum(int((_mask(m, p) == 0).sum()) for _, m, p in targets)
-            extra = round(target * total) - done
-            if extra > 0:
-                prune.global_unstructured(
-                    [(m, p) for _, m, p in targets], pruning_method=prune.L1Unstructured, amount=extra
-                )
+        progress = target / self.sparsity if self.sparsity else 0.0  # the schedule's fraction of the way
+        layer_targets = {name: value * progress for name, value in self.layer_sparsity.items()}
+        self.criterion.prune(self._targets(pl_module), target, layer_targets)
         self.applied = target
 
     def _make_permanent(self, pl_module: pl.LightningModule) -> None:
@@ -310,13 +289,3 @@ class GradualPruning(pl.Callback):
                     fixed.append((getattr(module, pname), mask))
         self._fixed = fixed
         self.permanent = True
-
-
-def _mask(module: nn.Module, pname: str) -> torch.Tensor:
-    mask = getattr(module, f"{pname}_mask", None)
-    return mask if mask is not None else torch.ones_like(getattr(module, pname))
-
-
-def _pruned_channels(module: nn.Module, pname: str) -> int:
-    mask = _mask(module, pname)
-    return int((mask.flatten(1) == 0).all(dim=1).sum()) if mask.dim() > 1 else int((mask == 0).sum())

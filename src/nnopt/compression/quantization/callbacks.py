@@ -1,15 +1,5 @@
-"""Quantization to a real int8 model: QAT and post-training (dynamic / static), all on CPU int8 kernels.
-
-API choice: `torch.ao.quantization` **eager mode** (`QuantWrapper` + `fuse_modules[_qat]` + `prepare[_qat]` +
-`convert`). It is deprecated in favour of torchao's PT2E flow but still runs on torch 2.13, and on this
-project's models it is the better deployment: LeNet-5 int8 is ~0.26x the float size and ~0.23x its batch-256
-latency (fbgemm/x86 kernels), while PT2E + torch.compile measured 0.61x latency and needs exported-graph
-workarounds (train/eval switch, stripping unused float weights). Eager QAT also swaps modules in place keeping
-the *same* Parameter objects, so the optimizer, pruning masks and Lightning's loop carry on untouched, and the
-converted model exports to ONNX (QDQ) with the TorchScript exporter. Eager mode needs fusion groups; they are
-found automatically in `nn.Sequential`s (Conv[+BN][+ReLU], Linear[+BN], Linear+ReLU).
-Length: QAT and post-training quantization share preparation, conversion and the int8 save/load format.
-"""
+"""QAT and post-training quantization as callbacks, each ending in a real int8 model that the run tests, measures
+and saves."""
 
 from __future__ import annotations
 
@@ -27,115 +17,21 @@ from typing_extensions import override
 
 from nnopt import fused
 from nnopt.compression import keep_training_until, restart_best_tracking
-from nnopt.errors import CheckpointError, ConfigError, require, require_choice
-from nnopt.metrics import summary as S
-
-INT8_FILE = "model_int8.pt"
-KINDS = ("qat", "static", "dynamic")
-#: fusable runs of module types inside an nn.Sequential, longest first
-_FUSE_PATTERNS = (
-    (nn.Conv2d, nn.BatchNorm2d, nn.ReLU),
-    (nn.Conv2d, nn.BatchNorm2d),
-    (nn.Conv2d, nn.ReLU),
-    (nn.Linear, nn.BatchNorm1d),
-    (nn.Linear, nn.ReLU),
+from nnopt.compression.quantization.int8_file import INT8_FILE, save_int8
+from nnopt.compression.quantization.ops import (
+    check_backend,
+    convert,
+    prepare,
+    quantize_dynamic,
 )
+from nnopt.errors import ConfigError, require, require_choice
+from nnopt.metrics import names as N
 
 
-def backends() -> list[str]:
-    """The quantized engines this CPU/torch build supports (e.g. x86, fbgemm, qnnpack, onednn)."""
-    return [b for b in torch.backends.quantized.supported_engines if b != "none"]
-
-
-def check_backend(backend: str) -> None:
-    """Raise ConfigError, naming the available engines, if this CPU/torch build has no `backend` engine."""
-    require_choice("compression.backend", backend, backends(), "is not available on this CPU/torch build")
-
-
-def fusion_groups(model: nn.Module) -> list[list[str]]:
-    """Qualified names of fusable module runs (per `_FUSE_PATTERNS`) in every nn.Sequential of `model`."""
-    groups: list[list[str]] = []
-    for prefix, seq in model.named_modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        kids = list(seq.named_children())
-        i = 0
-        while i < len(kids):
-            for pattern in _FUSE_PATTERNS:
-                run = kids[i : i + len(pattern)]
-                if len(run) == len(pattern) and all(type(m) is t for (_, m), t in zip(run, pattern, strict=True)):
-                    groups.append([f"{prefix}.{n}" if prefix else n for n, _ in run])
-                    i += len(pattern) - 1
-                    break
-            i += 1
-    return groups
-
-
-def prepare(net: nn.Module, backend: str, qat: bool) -> nn.Module:
-    """Wrap with quant/dequant stubs, fuse, attach observers (QAT: fake quantization). Modifies `net`."""
-    torch.backends.quantized.engine = backend
-    model = tq.QuantWrapper(net)
-    model.train(qat)  # QAT fusion needs train mode, post-training fusion (BN folding) eval mode
-    fuse = tq.fuse_modules_qat if qat else tq.fuse_modules
-    groups = fusion_groups(model)
-    if groups:
-        fuse(model, groups, inplace=True)
-    model.qconfig = tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend)
-    (tq.prepare_qat if qat else tq.prepare)(model, inplace=True)
-    return model
-
-
-def convert(prepared: nn.Module) -> nn.Module:
-    """A converted int8 copy of a prepared (observed or QAT) model; the original keeps training."""
-    return tq.convert(copy.deepcopy(prepared).cpu().eval(), inplace=False)
-
-
-def quantize_dynamic(net: nn.Module) -> nn.Module:
-    """int8 weights and dynamically quantized activations for Linear layers (convolutions stay float)."""
-    return tq.quantize_dynamic(copy.deepcopy(net).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
-
-
-# -- saving and loading the int8 model ------------------------------------------------------------
-def save_int8(model: nn.Module, path: str | Path, kind: str, backend: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": kind, "backend": backend, "state_dict": model.state_dict()}, path)
-    return path
-
-
-def skeleton(float_net: nn.Module, kind: str, backend: str, in_shape: tuple[int, ...]) -> nn.Module:
-    """An int8 model of the right structure (weights/scales are then loaded from a saved state_dict)."""
-    net = copy.deepcopy(float_net).cpu()
-    if kind == "dynamic":
-        return quantize_dynamic(net)
-    prepared = prepare(net, backend, qat=kind == "qat")
-    prepared.eval()
-    with torch.no_grad():
-        prepared(torch.randn(2, *in_shape))  # give observers a range so convert() can run
-    return convert(prepared)
-
-
-def load_int8(path: str | Path, float_net: nn.Module, in_shape: tuple[int, ...]) -> nn.Module:
-    """Rebuild a saved int8 model around `float_net` (the same architecture it was trained with)."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        kind, backend, state = blob["kind"], blob["backend"], blob["state_dict"]
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not an nnopt int8 model ({str(exc).splitlines()[0][:150]})") from None
-    torch.backends.quantized.engine = backend
-    model = skeleton(float_net, kind, backend, in_shape)
-    try:
-        model.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: the int8 weights do not fit this model ({exc!s:.150})") from None
-    return model.eval()
-
-
-# -- callbacks ------------------------------------------------------------------------------------
 class Int8Deploy(pl.Callback):
     """Base: at train end and test start, build the int8 model from the current weights, make it the deployed
     model (tested and measured by the pipeline), save it beside the float checkpoint, and log the float
-    model's test accuracy as `test/acc_float` for comparison.
+    model's value of the task's metric as `test/<metric>_float` (classification: `test/acc_float`) beside it.
 
     Args:
         backend: the quantized engine (:func:`backends` lists this machine's).
@@ -151,8 +47,8 @@ class Int8Deploy(pl.Callback):
         check_backend(backend)
         self.backend = backend
         self.output_dir = output_dir
-        self._correct = 0
-        self._seen = 0
+        self._float_metrics: Any = None  # the task's test metrics, fed with the float model's outputs
+        self._float_batches = 0
 
     def quantize(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> nn.Module:
         raise NotImplementedError
@@ -174,7 +70,9 @@ class Int8Deploy(pl.Callback):
     @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.finalize(trainer, pl_module)  # from the weights being tested (a checkpoint may have been loaded)
-        self._correct = self._seen = 0
+        self._float_metrics = pl_module.stage_metrics[N.TEST].clone()
+        self._float_metrics.reset()
+        self._float_batches = 0
 
     @override
     @torch.no_grad()
@@ -188,13 +86,16 @@ class Int8Deploy(pl.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         x, y = batch
-        self._correct += int((self.float_forward(pl_module, x).argmax(1) == y).sum())
-        self._seen += len(y)
+        self._float_metrics.update(*pl_module.metric_inputs(self.float_forward(pl_module, x), y))
+        self._float_batches += 1
 
     @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._seen:
-            pl_module.log(S.TEST_ACC_FLOAT, self._correct / self._seen, sync_dist=True)
+        if self._float_metrics is None or not self._float_batches:
+            return
+        best = pl_module.task.best  # torchmetrics' compute() reduces over DDP ranks itself
+        pl_module.log(N.key(N.TEST, f"{best}_float"), self._float_metrics.compute()[best])
+        self._float_metrics = None
 
 
 class PostTrainingQuantization(Int8Deploy):
