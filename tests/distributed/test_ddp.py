@@ -118,7 +118,7 @@ def test_two_simulated_slurm_nodes_match_one_process(tmp_path, one_process):
             MASTER_PORT=port,
         )
         logs.append(tmp_path / f"node{rank}.out")
-        cmd = train_cmd(run_dir, "trainer=multinode", "trainer.accelerator=cpu", f"hydra.job.name=train_node{rank}")
+        cmd = train_cmd(run_dir, "trainer=multinode", f"hydra.job.name=train_node{rank}")
         procs.append(start(cmd, env_for(tmp_path, **slurm), logs[-1]))
     finish(procs, logs)
     got = summary(run_dir)
