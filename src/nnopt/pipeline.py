@@ -76,6 +76,9 @@ def test_and_measure(
 ) -> dict[str, Any]:
     """Test `lit` (optionally from a checkpoint), save the confusion matrix, measure efficiency."""
     out: dict[str, Any] = {}
+    if ckpt_path == "best" and getattr(trainer.checkpoint_callback, "best_model_path", ""):
+        # the model checkpoint's best file, named: "best" would warn that last_checkpoint is a second checkpoint callback
+        ckpt_path = trainer.checkpoint_callback.best_model_path
     results = trainer.test(lit, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
     metrics = results[0] if results else {}
     for name in (*N.CLASS_METRICS, N.LOSS):
@@ -118,7 +121,11 @@ def training_stats(trainer: pl.Trainer) -> dict[str, Any]:
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and getattr(ckpt_cb, "best_model_path", ""):
         stats[S.CKPT_BEST] = ckpt_cb.best_model_path
-        stats[S.CKPT_LAST] = getattr(ckpt_cb, "last_model_path", None)
+    # the newest state: LastCheckpoint's last.ckpt (mid-epoch and signal saves write the same file)
+    last = [getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks]
+    last = [p for p in last if p and Path(p).is_file()]
+    if last:
+        stats[S.CKPT_LAST] = max(last, key=lambda p: Path(p).stat().st_mtime_ns)
     return stats
 
 
