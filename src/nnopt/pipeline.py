@@ -173,6 +173,8 @@ class RunRecorder:
         self.cfg = cfg
         self.summary = base_summary(cfg)
         self.loggers: list = []
+        #: set once every check passed and work starts: bad input before it changes nothing in an existing run dir
+        self.checked = False
 
     def __enter__(self) -> RunRecorder:
         Path(self.cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
@@ -198,6 +200,14 @@ class RunRecorder:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return True
 
+    def _restore_on_bad_input(self) -> bool:
+        """A resume refused for bad input leaves the run dir it was pointed at as it was (summary, Hydra's files)."""
+        out = Path(self.cfg.paths.output_dir)
+        if not hydra_env.is_single_run() or self._fresh_dir or rank_zero_only.rank != 0:
+            return False
+        _detach_log_files(out)
+        return rundir.restore_refused(out)
+
     def __exit__(self, exc_type, exc, tb) -> None:
         signum = interrupt.signal_of(exc)
         if exc is None:
@@ -216,6 +226,8 @@ class RunRecorder:
         self.summary[S.FINISHED_AT] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
             if isinstance(exc, NnoptError) and self._discard_on_bad_input():
+                return
+            if isinstance(exc, NnoptError) and not self.checked and self._restore_on_bad_input():
                 return
             if rank_zero_only.rank == 0:
                 path = S.write_summary(self.cfg.paths.output_dir, self.summary)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ RUN_MARKERS = ("summary.json", "multirun.yaml")
 _before: dict[str, set[str] | None] = {}
 #: parents of a run dir that did not exist either (Hydra creates them with it)
 _new_parents: set[str] = set()
+#: run dir holding an earlier run -> the bytes of every file in it before Hydra rewrote any (None: a directory)
+_kept: dict[str, dict[str, bytes | None]] = {}
+#: what a resumed run rewrites before nnopt's checks run (Hydra's config copies, its job log): a file of up to this size
+#: is kept so a refused resume can put it back
+_KEEP_MAX_BYTES = 64 << 20
 
 
 def _key(path: str | Path) -> str:
@@ -107,6 +113,42 @@ def check_dir(key: str, folder: Path, log_dir: Path | None, config: DictConfig) 
         )
     _before[_key(folder)] = {p.name for p in folder.iterdir()} if folder.is_dir() else None
     _new_parents.update(_key(p) for p in folder.parents if not p.exists())
+    if found is not None:  # resume=true into a dir with a run: a refused resume must leave it byte-identical
+        _kept[_key(folder)] = _keep(folder)
+
+
+def _keep(folder: Path) -> dict[str, bytes | None]:
+    """The files Hydra and nnopt may rewrite before a resume is refused: everything but checkpoints and big files."""
+    kept: dict[str, bytes | None] = {}
+    for path in folder.rglob("*"):
+        rel = str(path.relative_to(folder))
+        if path.is_dir():
+            kept[rel] = None
+        elif path.is_file() and path.suffix != ".ckpt" and path.stat().st_size <= _KEEP_MAX_BYTES:
+            kept[rel] = path.read_bytes()
+    return kept
+
+
+def restore_refused(folder: Path) -> bool:
+    """Put a run dir back as it was before this refused resume (files rewritten, files added); False when nothing
+    was kept for it (a fresh dir, or not a single run's dir)."""
+    kept = _kept.pop(_key(folder), None)
+    if kept is None:
+        return False
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        rel = str(path.relative_to(folder))
+        if rel in kept or path.suffix == ".ckpt":
+            continue
+        if path.is_dir():
+            if not any(str(q.relative_to(folder)) in kept for q in path.rglob("*")):
+                shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for rel, data in kept.items():
+        if data is not None and (not (folder / rel).is_file() or (folder / rel).read_bytes() != data):
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+    return True
 
 
 def _checked(config: DictConfig, dir_key: str) -> None:

@@ -32,8 +32,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         resume = checkpoint.resolve_resume(cfg, distributed.under_slurm())
         ckpt = checkpoint.load(resume) if resume is not None else None
         if ckpt is not None:
-            # a file naming foreign code in the groups resume compares is refused outright
-            checkpoint.trusted_config(ckpt, resume, chosen=cfg, only=checkpoint.SAME_RUN_GROUPS)
+            # a file naming foreign code anywhere in its config is refused, though resume builds nothing from it
+            checkpoint.trusted_config(ckpt, resume, chosen=cfg)
             checkpoint.check_compatible(cfg, ckpt, resume, training=bool(cfg.train))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
@@ -46,6 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer = build.build_trainer(cfg, callbacks, rec.loggers)
         for logger in rec.loggers:
             logger.log_hyperparams(lit.run_config)
+        rec.checked = True  # from here on a failure is the run's, recorded in its summary
         if cfg.train:
             lit.train()  # Lightning 2.6 does not switch modules back to train mode at fit start
             # set before fit (Lightning's stateful way), so callbacks' setup sees it (QAT must prepare before restore)

@@ -39,7 +39,12 @@ def project_root() -> str:
     return str(root if is_checkout else Path.cwd())
 
 
+#: nnopt's resolvers by name (stored configs may use these; see nnopt.checkpoint.STORED_RESOLVERS)
+RESOLVERS = {"run_stamp": run_stamp, "nnopt_root": project_root}
+NAMES = tuple(RESOLVERS)
+
+
 def register() -> None:
-    for name, fn in {"run_stamp": run_stamp, "nnopt_root": project_root}.items():
+    for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
