@@ -132,9 +132,7 @@ def collect(sweep_dir: str | Path) -> list[Run]:
     if not root.is_dir():
         raise ReportError(f"{root}: no such directory")
     job_dirs = {p.parent for p in root.rglob(S.FILENAME)} | {p.parent for p in root.rglob(".hydra")}
-    job_dirs = {d for d in job_dirs if not _is_copy(d, root)}
-    # a job's own folder holds no other job: whatever lies below one is a copy of it (a tracker's files)
-    job_dirs = {d for d in job_dirs if not any(p in job_dirs for p in d.parents)}
+    job_dirs = {d for d in job_dirs if not _is_copy(d, root)}  # an `nnopt-eval` re-test inside a job dir stays
     runs = []
     for job_dir in sorted(job_dirs, key=lambda d: _natural(str(d.relative_to(root)))):
         summary = _read(job_dir)
