@@ -7,7 +7,8 @@ its constructor arguments is decided by the logger's *class* (any key name, user
   environment variables (only the environment stops its telemetry thread from reaching the network); all its files
   under the run dir; in a multirun group = the sweep and tags = the job's overrides; the run id is kept in the run
   dir so a resumed run continues the same W&B run.
-- MLflow (`MLFlowLogger` or a subclass): a local store (no server, no network), telemetry off.
+- MLflow (`MLFlowLogger` or a subclass): a local file store (no server, no network), telemetry off; a multirun's jobs
+  share the sweep's store, one parent run per sweep and a child run per job (:func:`mlflow_args`).
 - `online` is an nnopt key of every logger node (only W&B uses it) and is never passed to a constructor;
   `if_installed: <module>` (another nnopt key) skips the node where that module is missing (`logger=many`).
 
@@ -25,6 +26,8 @@ import netrc
 import os
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +101,72 @@ def configure_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
+#: nnopt's local MLflow store: `<sweep dir>/mlruns` for every job of a multirun, `<run dir>/mlruns` for a single run
+MLFLOW_STORE = "mlruns"
+#: tags of nnopt's MLflow runs: the run dir of a job, and which runs are a sweep's parent
+MLFLOW_RUN_DIR_TAG, MLFLOW_SWEEP_TAG = "nnopt.run_dir", "nnopt.sweep"
+MLFLOW_PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag of nested runs (its UI nests them under the parent)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (jobs of a parallel launcher prepare the sweep's store one at a time)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def mlflow_args(node: dict[str, Any], run_dir: str | Path, resuming: bool) -> dict[str, Any]:
+    """Arguments of the MLflow logger beyond its config: with `tracking_uri: null`, nnopt's local file store.
+
+    The experiment is created here (Lightning would warn "Experiment ... not found. Creating it." on every new
+    store). In a multirun every job logs to the sweep's store: one parent run per sweep (named like the W&B group),
+    each job a child run (MLflow's `mlflow.parentRunId` tag, named by its overrides); a resumed job continues its
+    own run. An explicit `tracking_uri` (a server of yours) gets only the tags.
+    """
+    from pytorch_lightning.utilities import rank_zero_only
+
+    hydra = hydra_env.multirun_config()
+    args: dict[str, Any] = {"tags": {**(node.get("tags") or {}), MLFLOW_RUN_DIR_TAG: str(Path(run_dir).resolve())}}
+    uri = node.get("tracking_uri")
+    if not uri:
+        store = (Path(hydra.sweep.dir) if hydra is not None else Path(run_dir)) / MLFLOW_STORE
+        uri = args["tracking_uri"] = f"file:{store.resolve()}"
+    if hydra is not None and node.get("run_name") is None:
+        overrides = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(_PLUMBING)]
+        args["run_name"] = f"{hydra.job.num}: {' '.join(overrides)}"[:250]
+    if rank_zero_only.rank != 0:
+        return args
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    lock = Path(str(uri).removeprefix("file:")).parent / ".mlflow.lock" if str(uri).startswith("file:") else None
+    with _locked(lock) if lock is not None else nullcontext():
+        name = str(node.get("experiment_name") or "lightning_logs")
+        experiment = client.get_experiment_by_name(name)
+        exp_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(name, artifact_location=node.get("artifact_location"))
+        )
+        if resuming:
+            mine = client.search_runs([exp_id], f"tags.`{MLFLOW_RUN_DIR_TAG}` = '{args['tags'][MLFLOW_RUN_DIR_TAG]}'")
+            if mine:
+                args["run_id"] = mine[0].info.run_id
+        if hydra is not None:
+            sweep = sweep_name(hydra.sweep.dir)
+            found = client.search_runs([exp_id], f"tags.`{MLFLOW_SWEEP_TAG}` = '{sweep}'")
+            parent = found[0] if found else client.create_run(exp_id, tags={MLFLOW_SWEEP_TAG: sweep}, run_name=sweep)
+            args["tags"][MLFLOW_PARENT_TAG] = parent.info.run_id
+    return args
+
+
 # -- multirun and resume ---------------------------------------------------------------------------------
 def sweep_name(sweep_dir: str | Path) -> str:
     path = Path(sweep_dir)
@@ -148,12 +217,24 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
             continue
         if _is_logger(str(node.get("_target_", "")), "MLFlowLogger"):
             configure_mlflow()
+            node.update(mlflow_args(node, cfg.paths.output_dir, resuming))
         if _is_wandb(str(node.get("_target_", ""))):
             configure_wandb(online, cfg.paths.output_dir)
             node.update(wandb_sweep_args(node.get("tags")))
             node.update(wandb_resume_args(cfg.paths.output_dir, resuming, node))
-        loggers.append(instantiate(node, _convert_="all"))
+        logger = instantiate(node, _convert_="all")
+        if _is_wandb(str(node.get("_target_", ""))):
+            _drop_unset_anonymous(logger)
+        loggers.append(logger)
     return loggers
+
+
+def _drop_unset_anonymous(logger: Any) -> None:
+    """Lightning's WandbLogger passes `anonymous=None` to `wandb.init`, which W&B 0.31 answers on every run with
+    "The anonymous setting has no effect and will be removed": an unset value is left out (a user's own is kept)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous", "") is None:
+        del init["anonymous"]
 
 
 #: prefix of the final summary numbers in every logger (`summary/test/acc`), apart from the per-epoch curves
@@ -248,6 +329,9 @@ def _log_final(
         client, run_id = logger.experiment, logger.run_id
         for path in [*files, *([image] if image is not None else [])]:
             client.log_artifact(run_id, str(path))
+        parent = client.get_run(run_id).data.tags.get(MLFLOW_PARENT_TAG)
+        if parent:  # a sweep's parent run: finished with each job (its children say how each ended)
+            client.set_terminated(parent)
     else:  # CSV and other loggers: parameters and one final row of metrics
         logger.log_hyperparams(params)
         logger.log_metrics(metrics, step=step)
