@@ -13,6 +13,10 @@ _QUIET = (
     # epoch metrics are torchmetrics results, already reduced over all ranks before `self.log`: Lightning's hint to add
     # sync_dist=True would only average identical numbers again
     r"It is recommended to use `self.log\(.*sync_dist=True",
+    # torch 2.13 on every eager-mode quantization call; nnopt chose that API knowingly (nnopt.compression.quantization)
+    r"torch\.ao\.quantization is deprecated",
+    # small data sets have epochs shorter than log_every_n_steps: the epoch-level curves are logged all the same
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 
