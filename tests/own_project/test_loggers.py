@@ -15,7 +15,7 @@ import yaml
 from nnopt import tracking
 from nnopt.metrics import summary as S
 from tests.foundation.test_cli import wandb_records
-from tests.helpers import TINY, make_cfg, run_cli
+from tests.helpers import CLI_TIMEOUT, ROOT, TINY, cli_env, make_cfg, run_cli
 
 ACC = f"{tracking.SUMMARY_PREFIX}{S.TEST_ACC}"  # summary/test/acc
 CHOICE = f"{tracking.CHOICE_PREFIX}optimizer"  # choices/optimizer
@@ -116,3 +116,48 @@ def test_precheck_names_the_extra_for_logger_mlflow_but_not_for_many(tmp_path, c
     assert stop.value.code == BAD_INPUT_EXIT
     line = capsys.readouterr().err.strip()
     assert line == "nnopt: error: logger.mlflow needs the 'mlflow-skinny' package: pip install 'nnopt[mlflow]'"
+
+
+# -- where a project's logs land --------------------------------------------------------------------------------
+def _source(path: Path, provider: str = "command-line") -> dict:
+    return {"path": str(path), "schema": "file", "provider": provider}
+
+
+def test_project_root_is_the_folder_holding_the_users_config_dir(tmp_path, monkeypatch) -> None:
+    from nnopt.config import CONFIG_DIR, resolvers
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "conf").mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    nnopt_own = [_source(Path(CONFIG_DIR), "main"), {"path": "hydra.conf", "schema": "pkg", "provider": "hydra"}]
+    assert resolvers.project_root([*nnopt_own, _source(project / "conf")]) == str(project)  # -cd / searchpath
+    assert resolvers.project_root([*nnopt_own, _source(project / "conf", "hydra.searchpath in command-line")]) == str(
+        project
+    )
+    assert resolvers.project_root(nnopt_own) == str(elsewhere)  # no config dir of the user's: the working dir
+    pkg = {"path": "my_project.conf", "schema": "pkg", "provider": "hydra.searchpath in command-line"}
+    assert resolvers.project_root([*nnopt_own, pkg]) == str(elsewhere)  # configs in a package: the working dir
+    monkeypatch.chdir(ROOT / "src")  # nnopt's own runs, from inside its checkout: the checkout
+    assert resolvers.project_root(nnopt_own) == str(ROOT)
+
+
+def test_own_project_run_writes_logs_under_the_project_not_nnopts_checkout(tmp_path) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "conf" / "model").mkdir(parents=True)
+    (project / "conf" / "model" / "small.yaml").write_text(
+        "_target_: nnopt.models.mlp.MLP\nname: small\nhidden: [16]\n"
+    )
+    elsewhere.mkdir()
+    task = f"own_logs_{uuid.uuid4().hex[:8]}"  # this run's folder name under <root>/logs/
+    cmd = [sys.executable, "-m", "nnopt.train", "-cd", str(project / "conf"), "model=small", f"task_name={task}", *TINY]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=CLI_TIMEOUT, env=cli_env(), cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary,) = (project / "logs" / task).rglob(S.FILENAME)
+    assert json.loads(summary.read_text())[S.STATUS] == S.COMPLETED
+    assert not (elsewhere / "logs").exists()
+    assert not (ROOT / "logs" / task).exists()  # nothing in nnopt's checkout

@@ -6,6 +6,7 @@ import os
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -27,16 +28,46 @@ def set_run_stamp(stamp: str) -> str:
     return stamp
 
 
-def project_root() -> str:
-    """The checkout nnopt runs from (editable install), else the current directory (installed wheel).
-
-    A checkout is recognised by its layout (src/nnopt next to pyproject.toml and conf/), so an installed
-    package never writes next to site-packages; NNOPT_ROOT (read in conf/paths/default.yaml) overrides both.
-    """
+def _checkout() -> Path | None:
+    """nnopt's own checkout (editable install), recognised by its layout, or None (an installed wheel)."""
     package = Path(__file__).resolve().parents[1]
     root = package.parents[1]
     is_checkout = package.parent.name == "src" and (root / "pyproject.toml").is_file() and (root / "conf").is_dir()
-    return str(root if is_checkout else Path.cwd())
+    return root if is_checkout else None
+
+
+def _config_sources() -> list[Any]:
+    """Hydra's config sources of this run (`hydra.runtime.config_sources`); empty outside a Hydra app."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().runtime.config_sources) if HydraConfig.initialized() else []
+    except Exception:  # noqa: BLE001 - no Hydra run (compose, tests): no config dirs of the user's
+        return []
+
+
+def project_root(sources: list[Any] | None = None) -> str:
+    """The project a run belongs to, where its `logs/` (and `data/`) go.
+
+    - the folder holding the user's config dir (`-cd <dir>`, `hydra.searchpath=[file://<dir>]`): a project's
+      runs land in that project, wherever the command was started;
+    - else nnopt's own checkout when the command runs inside it (nnopt's own runs, editable install);
+    - else the working directory (an installed wheel never writes next to site-packages).
+
+    `sources`: Hydra's config sources (default: this run's). NNOPT_ROOT (read in conf/paths/default.yaml) overrides.
+    """
+    from nnopt.config import CONFIG_DIR
+
+    own = Path(CONFIG_DIR).resolve()
+    for source in _config_sources() if sources is None else sources:
+        get = source.get if isinstance(source, dict) else lambda key, s=source: getattr(s, key, None)
+        if get("schema") != "file" or get("provider") in ("main", "hydra", "schema"):
+            continue
+        folder = Path(str(get("path")).removeprefix("file://")).resolve()
+        if folder != own and folder.is_dir():
+            return str(folder.parent)
+    checkout, cwd = _checkout(), Path.cwd()
+    return str(checkout if checkout is not None and cwd.resolve().is_relative_to(checkout) else cwd)
 
 
 #: nnopt's resolvers by name (stored configs may use these; see nnopt.checkpoint.STORED_RESOLVERS)
