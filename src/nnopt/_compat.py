@@ -164,3 +164,20 @@ def trial_state(study: Any, trial: Any) -> Any:
 def set_trial_user_attr(study: Any, trial: Any, key: str, value: Any) -> None:
     """Set a user attribute on a trial that is not the caller's live Trial object (no public API)."""
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+def record_heartbeat(study: Any, trial: Any) -> None:
+    """Record a heartbeat for a live trial asked with ask/tell (Optuna beats only inside `Study.optimize`)."""
+    study._storage.record_heartbeat(trial._trial_id)
+
+
+def fail_trial(study: Any, trial: Any) -> bool:
+    """Set a running trial of any process to FAIL (as `optuna.storages.fail_stale_trials` does); False if it had
+    finished meanwhile."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        return bool(study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False

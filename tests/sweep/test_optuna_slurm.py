@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from optuna.trial import TrialState
 
+from nnopt._compat import record_heartbeat
 from nnopt.config import CONFIG_DIR
 from nnopt.metrics import summary as S
 from nnopt.sweep.optuna_pruning import OptunaPruning
@@ -42,14 +44,19 @@ def test_optuna_search_recorded_in_sqlite_and_resumed(tmp_path: Path) -> None:
         assert summary["overrides"][-4:-1] == [f"{k}={v}" for k, v in trial.params.items()]
     assert (first_sweep / "optimization_results.yaml").is_file() and (first_sweep / "report.md").is_file()
 
-    # a trial left RUNNING by a killed sweep: not counted, its parameters run again on resume
+    # a trial left RUNNING by a killed sweep: once its heartbeat is older than the grace period it is failed (not
+    # counted) and its parameters run again; a RUNNING trial is never failed just for being RUNNING
+    study = optuna.load_study(study_name="digits_tpe", storage=f"sqlite:///{db}")
     stale = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 3e-1, log=True)})
-    res = run_cli("train", *args, "hydra.sweeper.n_trials=8", log_dir=tmp_path / "logs")
+    record_heartbeat(study, stale)
+    time.sleep(3)
+    beat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    res = run_cli("train", *args, *beat, "hydra.sweeper.n_trials=8", log_dir=tmp_path / "logs")
     assert res.returncode == 0, res.stderr[-2000:]
     trials = optuna.load_study(study_name="digits_tpe", storage=f"sqlite:///{db}").trials
     states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) == 8 and trials[stale.number].state == TrialState.FAIL
-    assert trials[stale.number].user_attrs["interrupted"] is True
+    assert trials[stale.number + 1].system_attrs["failed_trial"] == stale.number
     assert trials[stale.number + 1].params["optimizer.lr"] == stale.params["optimizer.lr"]
 
 
