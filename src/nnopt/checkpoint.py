@@ -12,6 +12,7 @@ nnopt checkpoint, with one-line errors: what every consumer calls.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import re
@@ -22,6 +23,7 @@ import torch
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from typing_extensions import override
 
 from nnopt.config.resolvers import NAMES as RESOLVER_NAMES
@@ -143,14 +145,54 @@ def resolved_stored_config(ckpt: dict[str, Any], path: str | Path, key: str = "c
                     f"{', '.join(STORED_RESOLVERS)} (refusing to run what a checkpoint chose)"
                 )
     register_resolvers()
-    try:
-        resolved = OmegaConf.to_container(OmegaConf.create(saved, flags={"allow_objects": False}), resolve=True)
-    except Exception as exc:  # noqa: BLE001 - a malformed stored config is bad input like any other
-        first = " ".join(str(exc).split())[:150]
-        raise CheckpointError(f"{key}={path}: unreadable {CONFIG_KEY} ({type(exc).__name__}: {first})") from None
+    saved = copy.deepcopy(saved)
+    for _ in range(_MAX_UNSET):
+        try:
+            resolved = OmegaConf.to_container(OmegaConf.create(saved, flags={"allow_objects": False}), resolve=True)
+            break
+        except InterpolationResolutionError as exc:
+            if "Environment variable" not in str(exc) or not _keep_literal(saved, str(exc.full_key or "")):
+                raise _unreadable(exc, path, key) from None
+        except Exception as exc:  # noqa: BLE001 - a malformed stored config is bad input like any other
+            raise _unreadable(exc, path, key) from None
+    else:
+        raise CheckpointError(f"{key}={path}: {CONFIG_KEY} names more than {_MAX_UNSET} unset environment variables")
     if not isinstance(resolved, dict):
         raise CheckpointError(f"{key}={path}: unreadable {CONFIG_KEY} (not a mapping)")
     return resolved
+
+
+#: how many values of unset environment variables a stored config may hold (each is kept as a literal)
+_MAX_UNSET = 64
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _unreadable(exc: BaseException, path: str | Path, key: str) -> CheckpointError:
+    first = " ".join(str(exc).split())[:150]
+    return CheckpointError(f"{key}={path}: unreadable {CONFIG_KEY} ({type(exc).__name__}: {first})")
+
+
+def _keep_literal(saved: dict[str, Any], full_key: str) -> bool:
+    """Turn the value at `full_key` (`a.b[0].c`) into the literal text of its interpolation: an `${oc.env:X}` of
+    a variable this process does not have (a logger's project name set where the run trained) yields a string,
+    never a node, so it can stay unresolved without hiding a target. False when the key is not found."""
+    parts = [name if name else int(index) for name, index in _KEY_PART.findall(full_key)]
+    node: Any = saved
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if not parts or not isinstance(node, (dict, list)):
+        return False
+    try:
+        value = node[parts[-1]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    if not isinstance(value, str):
+        return False
+    node[parts[-1]] = _as_literals(value)
+    return True
 
 
 def trusted_config(

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from nnopt import hydra_env
@@ -90,6 +89,8 @@ def resolve(value: Any, trainer: dict[str, Any] | None = None) -> int:
 
 def set_torch_threads(trainer: dict[str, Any]) -> int:
     """Pop `threads` from a trainer node (it is not a Trainer argument) and set torch's intra-op threads."""
+    import torch  # here: the sweep callback reads this module before any run, and must not pay for torch
+
     threads = resolve(trainer.pop(KEY, None), trainer)
     torch.set_num_threads(threads)
     return threads
