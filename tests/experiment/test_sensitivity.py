@@ -10,6 +10,7 @@ import torch
 
 from nnopt import sensitivity, train
 from nnopt.checkpoint import net_state
+from nnopt.compression.sensitivity import magnitude_mask
 from nnopt.metrics import summary as S
 from tests.helpers import make_cfg
 
@@ -51,7 +52,7 @@ def test_checkpoint_argument_and_val_split(mlp_run, tmp_path) -> None:
 
 def test_magnitude_mask_is_exact() -> None:
     w = torch.tensor([[0.1, -3.0], [2.0, -0.05]])
-    mask = sensitivity.magnitude_mask(w, 0.5)
+    mask = magnitude_mask(w, 0.5)
     assert mask.tolist() == [[False, True], [True, False]]
 
 
