@@ -31,9 +31,9 @@ exactly; it is one mechanism.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -44,11 +44,35 @@ from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from nnopt import _compat
-from nnopt.data.base import DeferredBatch
+from nnopt.data.grouping import BatchGroup, GroupedBatches, batch_samples, gathered, plain_batches
 from nnopt.errors import require
 
-if TYPE_CHECKING:
-    from nnopt.tasks.module import TaskModule
+__all__ = ["BatchGroup", "FusedModule", "Fusion", "GroupedBatches", "batch_samples", "gathered", "plain_batches"]
+
+
+class FusedModule(Protocol):
+    """What the fused loop needs of a LightningModule (nnopt's `TaskModule` has it all): its fusion settings, the
+    one place its training loss is computed, and Lightning's own module API."""
+
+    fusion: Fusion
+    trainer: pl.Trainer
+
+    def train_loss(self, x: torch.Tensor, y: torch.Tensor, log_now: bool) -> torch.Tensor: ...
+
+    def log_fused_step(self, step: int) -> None: ...
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None: ...
+
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any: ...
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None: ...
+
+    def clip_gradients(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None: ...
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None: ...
+
 
 KEY = "fused_steps"
 #: Trainer arguments Lightning refuses under manual optimisation: the fused loop applies them itself
@@ -127,78 +151,7 @@ def pop_trainer_options(node: dict[str, Any]) -> Fusion:
     return fusion
 
 
-class BatchGroup(list):
-    """The consecutive batches of one fused `training_step` (plain batches, or DeferredBatches of resident data)."""
-
-    @property
-    def num_samples(self) -> int:
-        return sum(batch_samples(batch) for batch in self)
-
-
-def batch_samples(batch: Any) -> int:
-    """Training samples in a batch as Lightning hands it to callbacks (a plain or deferred batch, or a BatchGroup)."""
-    if isinstance(batch, BatchGroup | DeferredBatch):
-        return batch.num_samples
-    return len(batch[0])
-
-
-def gathered(batch: Any) -> Any:
-    """A group's batch ready for its step: DeferredBatches are gathered now, plain batches are as they came."""
-    return batch.gather() if isinstance(batch, DeferredBatch) else batch
-
-
-class GroupedBatches:
-    """Yields BatchGroups of `size` consecutive batches of `inner` (the last one may be shorter), at most `limit`
-    batches per epoch. An inner loader with `deferred()` (nnopt's TensorBatches) gives DeferredBatches, gathered
-    one at a time by `training_step`.
-
-    The state (for mid-epoch resume) is the inner loader's: checkpoints fall between groups, so the inner loader
-    resumes at the first batch of the next group.
-    """
-
-    def __init__(self, inner: Iterable[Any], size: int, limit: int | None = None) -> None:
-        self.inner, self.size, self.limit = inner, size, limit
-
-    @property
-    def num_batches(self) -> int:
-        """Plain batches per epoch."""
-        n = len(self.inner)  # type: ignore[arg-type]
-        return n if self.limit is None else min(n, self.limit)
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_batches / self.size)
-
-    def __iter__(self) -> Iterator[BatchGroup]:
-        group = BatchGroup()
-        batches = self.inner.deferred() if hasattr(self.inner, "deferred") else self.inner
-        for i, batch in enumerate(batches):
-            if self.limit is not None and i >= self.limit:
-                break
-            group.append(batch)
-            if len(group) == self.size:
-                yield group
-                group = BatchGroup()
-        if group:
-            yield group
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict() if hasattr(self.inner, "state_dict") else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if hasattr(self.inner, "load_state_dict"):
-            self.inner.load_state_dict(state)
-
-
-def plain_batches(loader: Iterable[Any]) -> Iterator[Any]:
-    """A training loader's batches one at a time, whether or not fused steps group them (e.g. for calibration)."""
-    if isinstance(loader, GroupedBatches):
-        for group in loader:
-            yield from (gathered(batch) for batch in group)
-    else:
-        yield from loader
-
-
-def training_step(module: TaskModule, group: BatchGroup, batch_idx: int) -> dict[str, torch.Tensor]:
+def training_step(module: FusedModule, group: BatchGroup, batch_idx: int) -> dict[str, torch.Tensor]:
     """Run the group's optimizer steps (see the module docstring); returns `{"loss", "losses", "first_step",
     "logged"}`: the last step's loss, every step's loss, the global step of the first one, and whether any step
     reached the loggers."""
@@ -287,7 +240,7 @@ def schedule_view(trainer: Any, fusion: Fusion) -> Any:
     return StepCounts(trainer, fusion) if fusion.enabled else trainer
 
 
-def plain_loop(module: TaskModule) -> bool:
+def plain_loop(module: FusedModule) -> bool:
     """Whether `loss.backward()` and the torch optimizer's `step()` (after the `on_before_optimizer_step` hooks) are
     all `manual_backward` and Lightning's optimizer step would do: one device, plain 32/64-bit precision, no
     profiler, and neither a callback nor the module hooks into backward (saves ~0.1 ms per step)."""
@@ -302,7 +255,7 @@ def plain_loop(module: TaskModule) -> bool:
     return not any(is_overridden(h, module, pl.LightningModule) for h in (*hooks, "backward", "optimizer_step"))
 
 
-def _step_schedulers(module: TaskModule, interval: str, batch_index: int | None) -> None:
+def _step_schedulers(module: FusedModule, interval: str, batch_index: int | None) -> None:
     """Lightning's stepping rule for non-plateau schedulers (it skips them under manual optimisation)."""
     trainer = module.trainer
     for config in trainer.lr_scheduler_configs:
@@ -313,7 +266,7 @@ def _step_schedulers(module: TaskModule, interval: str, batch_index: int | None)
             module.lr_scheduler_step(config.scheduler, None)
 
 
-def step_plateau_schedulers(module: TaskModule) -> None:
+def step_plateau_schedulers(module: FusedModule) -> None:
     """After the epoch (validation included): plateau schedulers with their monitored value, as Lightning does."""
     trainer = module.trainer
     for config in trainer.lr_scheduler_configs:
@@ -333,7 +286,7 @@ def step_plateau_schedulers(module: TaskModule) -> None:
         module.lr_scheduler_step(config.scheduler, value)
 
 
-def clip(module: TaskModule, optimizer: Any) -> None:
+def clip(module: FusedModule, optimizer: Any) -> None:
     """The Trainer's `gradient_clip_val`, applied by the fused loop (from the module's on_before_optimizer_step)."""
     fusion: Fusion = module.fusion
     if fusion.enabled and fusion.clip_val:
