@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from nnopt import build, train
+from nnopt.config import instantiate
 from nnopt.config.compose import compose_run_config
 from nnopt.metrics import summary as S
 from nnopt_bench import SCRIPTS_DIR
@@ -113,8 +114,8 @@ class Bench:
         """Hand-written loop (BareLoop): same net, optimizer, batch, shuffling from resident tensors (or `loader`)."""
         torch.set_num_threads(self.threads)
         pl.seed_everything(cfg.seed, verbose=False)
-        net = build.build_net(cfg, dm.input_shape, dm.num_classes)
-        opt = build.instantiate(cfg.optimizer)(params=net.parameters())
+        net = instantiate.build_net(cfg, dm.input_shape, dm.num_classes)
+        opt = instantiate.instantiate(cfg.optimizer)(params=net.parameters())
         x, y = dm.tensors["train"]
         loop = BareLoop(net, opt, x, y, dm.batch_size, cfg.seed, self.mode.max_batches)
         return [loop.epoch(loader, val=dm.tensors["val"]) for _ in range(epochs)]

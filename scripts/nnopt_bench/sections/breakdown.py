@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from nnopt import build
+from nnopt.config import instantiate
 from nnopt.data.base import TensorBatches
 from nnopt_bench.config import BREAKDOWN, BREAKDOWN_LAYERS
 from nnopt_bench.results import measured, ratio, stats
@@ -39,7 +39,9 @@ def lightning_minimal(b: Bench, cfg: DictConfig, dm: Any, epochs: int) -> list[d
     """Lightning's own floor: a plain Trainer with every extra off, over nnopt's in-memory batches."""
     torch.set_num_threads(b.threads)
     pl.seed_everything(cfg.seed, verbose=False)
-    module = MinimalModule(build.build_net(cfg, dm.input_shape, dm.num_classes), build.instantiate(cfg.optimizer))
+    module = MinimalModule(
+        instantiate.build_net(cfg, dm.input_shape, dm.num_classes), instantiate.instantiate(cfg.optimizer)
+    )
     timer = EpochTimer(str(b.work / "minimal_times.json"))
     trainer = pl.Trainer(
         accelerator="cpu",
