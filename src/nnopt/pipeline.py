@@ -77,7 +77,7 @@ def test_and_measure(
     """Test `lit` (optionally from a checkpoint), save the confusion matrix, measure efficiency."""
     out: dict[str, Any] = {}
     if ckpt_path == "best" and getattr(trainer.checkpoint_callback, "best_model_path", ""):
-        # the model checkpoint's best file, named: "best" would warn that last_checkpoint is a second checkpoint callback
+        # the best file by name: "best" would warn that last_checkpoint is a second checkpoint callback
         ckpt_path = trainer.checkpoint_callback.best_model_path
     results = trainer.test(lit, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
     metrics = results[0] if results else {}

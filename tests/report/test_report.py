@@ -111,7 +111,7 @@ def test_pareto_front() -> None:
 
 def test_sort_by_other_key_ascending(sweep: Path) -> None:
     assert main([str(sweep), "--sort-by", S.SIZE_BYTES, "--quiet"]) == 0
-    rows = table_rows((sweep / "report.md").read_text())
+    rows = table_rows((sweep / "report_model_size_bytes.md").read_text())
     assert [r[1] for r in rows][:2] == ["optimizer=sgd", "optimizer=adam"]  # smaller size first
 
 
@@ -213,7 +213,7 @@ def test_pruned_trial_is_ranked_apart(sweep: Path) -> None:
         **{**metrics(0.99, 100, 0.01), S.VAL_ACC_BEST: 0.99, S.PRUNED_AT: 1},
     )
     assert main([str(sweep), "--sort-by", S.TEST_ACC, "--quiet"]) == 0
-    md = (sweep / "report.md").read_text()
+    md = (sweep / "report_test_acc.md").read_text()  # val/acc_best is the default ranking: test/acc goes beside it
     rows = table_rows(md)
     assert rows[0][1] == "optimizer=adam"  # the pruned 0.99 is not a full run: it is not ranked first
     lion = next(r for r in rows if r[1] == "optimizer=lion")

@@ -22,7 +22,8 @@ def print_table(report: Report) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs: no wrapped cells
     many = len(report.groups) > 1
     for group in report.groups or []:  # unrelated sweeps/tasks/data sets: one table (ranking) each
-        header, body = rows(group.configs, columns_for(report.sort_by, task_of(group.runs)))
+        columns = columns_for(report.sort_by, task_of(group.runs), report.selection_key)
+        header, body = rows(group.configs, columns)
         where = f"{report.sweep_dir}: {group.label}" if many else str(report.sweep_dir)
         table = Table(title=f"{where}  (sorted by {report.sort_by})")
         for i, name in enumerate(header):
@@ -48,11 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     order = parser.add_mutually_exclusive_group()
     order.add_argument("--ascending", dest="ascending", action="store_true", default=None, help="smaller is better")
     order.add_argument("--descending", dest="ascending", action="store_false", help="larger is better")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder to write the report into (default: the sweep dir; a --sort-by other than the default ranking "
+        "writes report_<key>.md/.csv and its plots there, beside the default report)",
+    )
     parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
     args = parser.parse_args(argv)
     try:
         report = build_report(args.sweep_dir, args.sort_by, args.ascending)
-        paths = write_report(report)
+        paths = write_report(report, args.out)
     except NnoptError as exc:
         print(error_line(str(exc), "nnopt-report"), file=sys.stderr)
         return BAD_INPUT_EXIT

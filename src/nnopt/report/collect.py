@@ -24,6 +24,8 @@ EVALUATED_CKPT = "evaluated_ckpt"
 SWEEP_MARKER = "multirun.yaml"
 #: override keys that never tell two configurations apart
 NOT_A_CHOICE = ("seed", "resume", "ckpt_path")
+#: override keys a sweeper adds to tell its jobs apart (the Optuna sweeper's trial number): never a swept choice
+SWEEPER_KEYS = ("callbacks.optuna_pruning.trial_number",)
 #: folders where trackers keep their own copies of a run's files (W&B `wandb/offline-run-*/files/`, MLflow
 #: `mlruns/<experiment>/<run>/artifacts/`): a summary.json in them is a copy, never a job of its own
 TRACKER_DIRS = ("wandb", "mlruns")
@@ -153,7 +155,8 @@ def varying_keys(runs: list[Run]) -> list[str]:
     for run in runs:
         for key in keys:
             keys[key].add(run.params.get(key))
-    return [k for k, values in keys.items() if len(values) > 1 and k not in NOT_A_CHOICE and not k.startswith("hydra")]
+    plumbing = (*NOT_A_CHOICE, *SWEEPER_KEYS)
+    return [k for k, values in keys.items() if len(values) > 1 and k not in plumbing and not k.startswith("hydra")]
 
 
 def read_curves(run: Run) -> dict[str, list[tuple[int, float]]]:

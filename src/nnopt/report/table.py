@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,16 +87,30 @@ class Config:
         return stats[0] if stats else None
 
 
+def shown(value: str) -> str:
+    """A swept value as the report prints it: floats to 4 significant digits (a search's 0.0012345678901234567 is
+    0.001235); everything else as given (report.csv keeps the exact values)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not any(c in value for c in ".eE") or not math.isfinite(number):
+        return value  # integers, inf/nan, words float() happens to read
+    return format(number, ".4g")
+
+
 def label_of(run: Run, keys: list[str]) -> str:
-    return " ".join(f"{k}={run.params[k]}" for k in keys if k in run.params) or "(single config)"
+    return " ".join(f"{k}={shown(run.params[k])}" for k in keys if k in run.params) or "(single config)"
 
 
 def group(runs: list[Run]) -> tuple[list[Config], list[str]]:
+    """Runs that differ only in seed form one config (by their exact values; the label shows them rounded)."""
     keys = varying_keys(runs)
-    configs: dict[str, Config] = {}
+    configs: dict[tuple, Config] = {}
     for run in runs:
-        label = label_of(run, keys)
-        configs.setdefault(label, Config(label, {k: run.params[k] for k in keys if k in run.params})).runs.append(run)
+        exact = tuple((k, run.params[k]) for k in keys if k in run.params)
+        config = configs.setdefault(exact, Config(label_of(run, keys), dict(exact)))
+        config.runs.append(run)
     return list(configs.values()), keys
 
 
@@ -107,17 +122,19 @@ REGRESSION_COLUMNS = (
 )
 
 
-def columns_for(sort_by: str, task: tasks.Task | None = None) -> list[Column]:
+def columns_for(sort_by: str, task: tasks.Task | None = None, keep: str | None = None) -> list[Column]:
     """The report's columns: a regression sweep's test metrics replace accuracy and F1; a task of the user's own
-    gets its test metric; the ranking key is always shown."""
+    gets its test metric; the ranking key is always shown, and `keep` (the validation selection key, when ranking
+    by another key) beside it."""
     columns = list(COLUMNS)
     if task is not None and task.name not in (tasks.CLASSIFICATION.name, tasks.REGRESSION.name):
         own = [Column(task.test_key, task.test_key, 1, ".4g")]
         columns = [*own, *(c for c in columns if c.key not in (S.TEST_ACC, S.TEST_F1))]
     elif task is tasks.REGRESSION or any(word in sort_by for word in ("mse", "mae", "r2")):
         columns = [*REGRESSION_COLUMNS, *(c for c in columns if c.key not in (S.TEST_ACC, S.TEST_F1))]
-    if sort_by not in {c.key for c in columns}:
-        columns.insert(0, Column(sort_by, sort_by))
+    for key in dict.fromkeys(k for k in (keep, sort_by) if k):  # sort_by ends up first, keep second
+        if key not in {c.key for c in columns}:
+            columns.insert(0, Column(key, key))
     return columns
 
 
@@ -173,8 +190,10 @@ def best_per_group(configs: list[Config], keys: list[str], sort_by: str) -> list
     return lines
 
 
-def markdown(sweep: str, runs: list[Run], configs: list[Config], keys: list[str], sort_by: str) -> str:
-    columns = columns_for(sort_by, task_of(runs))
+def markdown(
+    sweep: str, runs: list[Run], configs: list[Config], keys: list[str], sort_by: str, keep: str | None = None
+) -> str:
+    columns = columns_for(sort_by, task_of(runs), keep)
     header, body = rows(configs, columns)
     order = "ascending" if smaller_is_better(sort_by, task_of(runs)) else "descending"
     n = {s: sum(r.status == s for r in runs) for s in (S.COMPLETED, S.FAILED, S.INTERRUPTED, MISSING)}
