@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 trainer.ckpt_path = None  # test() below picks "best"/None itself
             best = trainer.callback_metrics.get(lit.task.best_key)  # the task's best validation value
             rec.summary[lit.task.best_key] = float(best) if best is not None else None
+            rec.summary[S.BEST_FROM_EPOCH] = lit.best_from_epoch
         # read before testing: loading the best checkpoint for test restores the checkpoint callback's old state
         rec.summary.update(pipeline.training_stats(trainer))
         if cfg.test:

@@ -198,6 +198,8 @@ class GradualPruning(pl.Callback):
         if epoch >= self.last_step_epoch and not self.permanent:
             self._make_permanent(pl_module)
             restart_best_tracking(trainer)
+            if hasattr(pl_module, "restart_best"):  # the best-so-far value counts the delivered model only
+                pl_module.restart_best()
         pl_module.log(SPARSITY_KEY, self.applied, on_step=False, on_epoch=True)
 
     @override

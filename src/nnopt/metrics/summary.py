@@ -37,6 +37,9 @@ FAILED_AT_STEP = "failed_at_step"
 EVALUATED_CKPT = "evaluated_ckpt"
 #: best (by the checkpoint monitor) and last checkpoints of the run
 CKPT_BEST, CKPT_LAST = "ckpt/best", "ckpt/last"
+#: the first epoch whose model is the delivered one (after pruning reached its target / QAT started): every
+#: best-so-far value (`val/<metric>_best`) and the best checkpoint count only epochs from it on
+BEST_FROM_EPOCH = "train/best_from_epoch"
 #: sparsity reached by compression=prune (logged per epoch by the pruning callback)
 PRUNE_SPARSITY = "prune/sparsity"
 #: the epoch after which an Optuna pruner stopped the trial (status `pruned`)
@@ -131,6 +134,7 @@ OPTIONAL_KEYS = (
     TASK,
     TASK_BEST_KEY,
     TASK_MODE,
+    BEST_FROM_EPOCH,
 )
 
 

@@ -23,6 +23,9 @@ from nnopt.checkpoint import CONFIG_KEY, DATA_KEY
 from nnopt.metrics import names as N
 from nnopt.tasks.spec import Task
 
+#: checkpoint key of `TaskModule.best_from_epoch`
+BEST_FROM_KEY = "nnopt_best_from_epoch"
+
 #: extra loss terms callbacks may add: fn(module, x, outputs, y) -> scalar tensor
 LossTerm = Callable[["TaskModule", torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -75,6 +78,8 @@ class TaskModule(pl.LightningModule):
         object.__setattr__(self, "_compiled_net", None)  # not submodules: see the class docstring
         object.__setattr__(self, "_deploy_net", None)
         self.best_so_far = MaxMetric() if self.task.larger_is_better else MinMetric()  # val/<best>_best
+        #: the first epoch whose model is the delivered one (compression moves it: see `restart_best`)
+        self.best_from_epoch = 0
 
     @classmethod
     def config_kwargs(cls, cfg: Any, shapes: Any) -> dict[str, Any]:
@@ -245,6 +250,12 @@ class TaskModule(pl.LightningModule):
         self.log_dict({N.key(stage, k): v for k, v in values.items()}, prog_bar=stage == N.VAL)
         return values
 
+    def restart_best(self) -> None:
+        """From this epoch on the model is the one delivered (pruning at its target, QAT running): the best-so-far
+        value forgets earlier epochs, whose model is not the delivered one. Compression callbacks call it."""
+        self.best_so_far.reset()
+        self.best_from_epoch = self.current_epoch
+
     @override
     def on_validation_epoch_end(self) -> None:
         values = self._log_stage_metrics(N.VAL)
@@ -270,6 +281,12 @@ class TaskModule(pl.LightningModule):
         # `load_from_checkpoint` rebuild the model without loading any data.
         checkpoint[CONFIG_KEY] = self.run_config
         checkpoint[DATA_KEY] = self.data_info
+        checkpoint[BEST_FROM_KEY] = self.best_from_epoch
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        value = checkpoint.get(BEST_FROM_KEY, 0)
+        self.best_from_epoch = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
     @classmethod
     @override

@@ -228,6 +228,8 @@ class QuantizationAwareTraining(Int8Deploy):
             self._prepare(pl_module)
             pl_module.net.train()
             restart_best_tracking(trainer)
+            if hasattr(pl_module, "restart_best"):  # the best-so-far value counts the delivered model only
+                pl_module.restart_best()
         if not self.prepared:
             return
         observe = epoch < self.freeze_observers_epoch
