@@ -213,14 +213,11 @@ def export_run(
             entry[f"{metric}_onnx"] = scorer.evaluate_outputs((onnx_logits(path, x), y) for x, y in raw)
         report["models"][name] = entry
 
-    try:
-        module = rebuild.restore(cfg, shapes, ckpt, ckpt_path)
-    except CheckpointError:
-        if not _holds_qat_model(ckpt):
-            raise
-        # a QAT run's checkpoint holds the fake-quantized model: its deployable form is the int8 file
+    if rebuild.holds_qat_model(ckpt):  # the fake-quantized model: its deployable form is the int8 file
         module = None
         report["models"]["float"] = {"skipped": "checkpoint holds a QAT (fake-quantized) model; see int8"}
+    else:
+        module = rebuild.restore(cfg, shapes, ckpt, ckpt_path)
     if module is not None:
         float_net = module.net.eval()
         record("float", float_net, export_onnx(standardized(float_net, info), in_shape, out / "model.onnx"))
@@ -243,11 +240,6 @@ def export_run(
             report["int8_via"] = "onnxruntime.quantization.quantize_dynamic of model.onnx"
         record("int8", int8, path)
     return _write(report, out)
-
-
-def _holds_qat_model(ckpt: dict[str, Any]) -> bool:
-    """Whether a checkpoint's weights are a fake-quantized (QAT-prepared) network: observer/fake-quant tensors."""
-    return any("fake_quant" in k or "activation_post_process" in k for k in ckpt["state_dict"])
 
 
 def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:

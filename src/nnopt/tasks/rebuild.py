@@ -177,14 +177,54 @@ def restore(
         ) from None
     stored = ckpt.get(checkpoint.DATA_KEY)
     module.data_info = dict(stored) if isinstance(stored, dict) else {}
+    qat = weights and holds_qat_model(ckpt)
+    if qat:  # a QAT run saves the fake-quantized network: prepare the same one (its observers resize on load)
+        from nnopt.compression.quantization.ops import prepare
+
+        module.net = prepare(module.net, _qat_backend(cfg), qat=True)
     if weights:
         try:
-            checkpoint.check_weights_fit(module, ckpt, path, key)
+            if not qat:
+                checkpoint.check_weights_fit(module, ckpt, path, key)
             module.load_state_dict(ckpt["state_dict"], strict=strict)
         except (RuntimeError, CheckpointError) as exc:
             first = str(exc).splitlines()[0].removeprefix(f"{key}={path}: ")[:200]
             raise CheckpointError(f"{key}={path}: weights do not fit the model its config builds ({first})") from None
     return module.eval()
+
+
+def holds_qat_model(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint's weights are a fake-quantized (QAT-prepared) network: observer/fake-quant tensors."""
+    state = ckpt.get("state_dict")
+    return isinstance(state, dict) and any("fake_quant" in k or "activation_post_process" in k for k in state)
+
+
+def _qat_backend(cfg: DictConfig) -> str:
+    """The quantized engine the run's QAT callback used (`compression.backend`, or that of a callback inside it)."""
+    node = cfg.get("compression")
+    nodes = [node, *((node.get("callbacks") or {}).values() if isinstance(node, DictConfig) else ())]
+    for candidate in nodes:
+        if isinstance(candidate, DictConfig) and "QuantizationAware" in str(candidate.get("_target_", "")):
+            return str(candidate.get("backend", "x86"))
+    return "x86"
+
+
+def int8_model(path: str | Path, key: str = "ckpt_path", **kwargs: Any) -> Any:
+    """The int8 model a QAT/PTQ run saved beside checkpoint `path` (`checkpoints/model_int8.pt`), rebuilt around
+    the checkpoint's own network, in eval mode: what the run tested and measured (CPU int8 kernels).
+
+    Raises:
+        CheckpointError: the run saved no int8 model, or it does not fit the checkpoint's network.
+    """
+    from nnopt.compression.quantization.int8_file import INT8_FILE, load_int8
+
+    int8_path = Path(path).parent / INT8_FILE
+    if not int8_path.is_file():
+        raise CheckpointError(f"{key}={path}: no {INT8_FILE} beside it (only QAT and PTQ runs save an int8 model)")
+    ckpt, cfg = read(path, key, **kwargs)
+    shapes = stored_shapes(ckpt, path, key)
+    float_net = restore(cfg, shapes, ckpt, path, key, weights=False).net
+    return load_int8(int8_path, float_net, tuple(shapes.input_shape))
 
 
 def from_checkpoint(
