@@ -1,4 +1,4 @@
-"""Issue 13 item 7: exported ONNX models (float and int8) are self-contained: fed the data set's raw 8-bit pixels
+"""Exported ONNX models (float and int8) are self-contained: fed the data set's raw 8-bit pixels
 / 255 (float32, N x 1 x 28 x 28) they score what torch scores; the input contract is in the file and export.json."""
 
 from __future__ import annotations
