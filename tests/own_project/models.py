@@ -56,3 +56,26 @@ class Broken(nn.Module):
 
 def not_a_module(num_classes: int) -> dict:
     return {"num_classes": num_classes}
+
+
+class Conv1dNet(nn.Module):
+    """A user's Conv1d model whose `channels` is one integer and whose `dropout` it judges itself."""
+
+    def __init__(self, in_shape, num_classes: int, channels: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout <= 0.9:
+            raise ValueError(f"Conv1dNet: dropout={dropout} must be in [0, 0.9]")
+        self.channels = channels
+        self.layers = nn.Sequential(
+            nn.Flatten(1),
+            nn.Unflatten(1, (1, math.prod(in_shape))),
+            nn.Conv1d(1, channels, 5, stride=4),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.AdaptiveAvgPool1d(4),
+            nn.Flatten(),
+            nn.Linear(channels * 4, num_classes),
+        )
+
+    def forward(self, x):
+        return self.layers(x)

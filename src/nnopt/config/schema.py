@@ -191,6 +191,20 @@ GROUP_SCHEMAS: dict[str, type] = {
     "optimizer": OptimizerSchema,
     "trainer": TrainerSchema,
 }
+#: a group's schema describes the classes nnopt's own options name: a node whose `_target_` starts otherwise is
+#: a class of the user's own, whose constructor judges its arguments (one line: nnopt.config.instantiate)
+OWN_TARGETS: dict[str, tuple[str, ...]] = {
+    "data": ("nnopt.",),
+    "model": ("nnopt.",),
+    "optimizer": ("torch.optim.", "nnopt."),
+    "trainer": ("pytorch_lightning.", "lightning."),
+}
+
+
+def is_nnopts(group: str, node: Any) -> bool:
+    """Whether `node` of `group` builds one of the classes nnopt's schema describes (no `_target_`: nnopt's)."""
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    return target is None or str(target).startswith(OWN_TARGETS.get(group, ("nnopt.",)))
 
 
 def _plain(cfg: Any) -> Any:
@@ -210,10 +224,11 @@ def validate(cfg: DictConfig) -> None:
         node = plain.get(group)
         if node is not None and not isinstance(node, Mapping):
             raise ConfigError(f"{group}={node!r} must be a config group; pick an option with {group}=<name>")
-        check_node(group, node, schema)
+        if is_nnopts(group, node):
+            check_node(group, node, schema)
     model = plain.get("model") or {}
     hidden = model.get("hidden")
-    if hidden is not None:
+    if hidden is not None and is_nnopts("model", model):
         items = hidden if isinstance(hidden, list) else [hidden]
         for i, h in enumerate(items):
             if not _type_ok(h, int) or h <= 0:
