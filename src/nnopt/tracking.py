@@ -111,8 +111,11 @@ MLFLOW_PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag of nested runs (its
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` (jobs of a parallel launcher prepare the sweep's store one at a time)."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): jobs there run one after another anyway
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -63,3 +63,10 @@ def test_many_loggers_sweep_reports_each_job_once(many_sweep) -> None:
     assert _jobs_line(md).startswith("1 jobs: 1 completed"), _jobs_line(md)
     assert [r[2] for r in table_rows(md)] == ["1/1"]
     assert json.loads((single / S.FILENAME).read_text())[S.STATUS] == S.COMPLETED
+
+
+def test_many_loggers_sweep_prints_no_library_chatter(many_sweep) -> None:
+    from tests.packaging.test_noise import NOISE
+
+    output = many_sweep.result.stdout + many_sweep.result.stderr
+    assert [needle for needle in NOISE if needle in output] == []
