@@ -6,6 +6,7 @@ is the validation selection metric, and the report's table reads like a report (
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,8 @@ def test_search_report_lists_only_searched_keys_with_rounded_values(tmp_path: Pa
     label = table_rows(md)[0][1]
     lr = label.split("optimizer.lr=", 1)[1].split(" ", 1)[0]
     assert len(lr.replace("0.", "", 1).lstrip("0")) <= 4  # 4 significant digits, not 0.0012345678901234567
+    values = re.findall(r"=(-?[\d.]+)(?:e-?\d+)?\b", md)  # swept values anywhere in report.md (best per group too)
+    assert values and [v for v in values if len(v.replace(".", "").lstrip("-0")) > 4] == []
     with (sweep / "report.csv").open() as fh:  # the CSV keeps the exact values
         assert "optimizer.lr=" not in fh.readline() and len(fh.readline().split(",")[3]) > 12
 

@@ -186,7 +186,7 @@ def best_per_group(configs: list[Config], keys: list[str], sort_by: str) -> list
         for value in dict.fromkeys(c.params.get(key) for c in configs):
             best = next((c for c in configs if c.params.get(key) == value and c.mean(sort_by) is not None), None)
             if best is not None:
-                lines.append(f"- `{key}={value}`: **{best.label}** ({sort_by} = {best.mean(sort_by):.4g})")
+                lines.append(f"- `{key}={shown(value or '')}`: **{best.label}** ({sort_by} = {best.mean(sort_by):.4g})")
     return lines
 
 
