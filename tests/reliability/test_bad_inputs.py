@@ -144,6 +144,8 @@ CASES = [
     ("train", ["trainer=ddp_cpu", "trainer.devices=1"], "trainer.strategy=ddp with trainer.devices=1"),
     ("train", ["trainer=gpu"], "no CUDA GPUs are visible here"),
     ("train", ["trainer=cpu", "trainer.devices=64"], "trainer.devices=64"),
+    ("train", ["optimizer=lbfgs", "trainer=ddp_cpu"], "optimizer=lbfgs cannot train on several processes"),
+    ("train", ["optimizer=lbfgs", "trainer.fused_steps=4"], "trainer.fused_steps=4 cannot run optimizer=lbfgs"),
     # data checks before training
     ("train", ["data=mnist", "data.dir={dirs[labels]}"], "train-labels-idx1-ubyte.gz: label 200 is outside [0, 10)"),
     ("train", ["data.num_classes=5"], "data.name=digits: train split: label 9 is outside [0, 5)"),

@@ -27,3 +27,22 @@ def check(cfg: Any) -> None:
             f"trainer.accumulate_grad_batches={accumulate} does nothing with optimizer={name}: its batch is already "
             "the whole training split; leave it at 1"
         )
+    trainer = cfg.get("trainer") or {}
+    if str(opt.get("_target_", "")).endswith("LBFGS"):
+        strategy = str(trainer.get("strategy") or "")
+        devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+        several = (isinstance(devices, int) and devices > 1) or (
+            isinstance(devices, (list, tuple)) and len(devices) > 1
+        )
+        if "ddp" in strategy or "fsdp" in strategy or several or nodes > 1:
+            raise ConfigError(
+                f"optimizer={name} cannot train on several processes (trainer.strategy={strategy or None}, "
+                f"devices={devices}, num_nodes={nodes}): each rank's line search evaluates the closure a different "
+                "number of times and the ranks wait for each other forever; use one device, or optimizer=gd"
+            )
+        steps = trainer.get("fused_steps") or 1
+        if steps not in (1, "auto"):
+            raise ConfigError(
+                f"trainer.fused_steps={steps} cannot run optimizer={name}: L-BFGS re-evaluates the loss through "
+                "Lightning's closure, which fused steps do not provide; use trainer.fused_steps=1"
+            )
