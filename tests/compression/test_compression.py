@@ -165,7 +165,10 @@ def test_resume_mid_schedule_reaches_the_same_exact_sparsity(tmp_path):
     killed = last_state(tmp_path / "killed")
     w = weights(killed)
     assert 0 < sum(int((t == 0).sum()) for t in w.values()) < round(0.85 * sum(t.numel() for t in w.values()))
-    run(make_cfg(tmp_path / "resumed", *common, f"ckpt_path={tmp_path / 'killed' / 'checkpoints' / 'last.ckpt'}"))
+    # the resumed run names the first run's test-only callback (switched off): resume trusts only chosen targets
+    chosen = ["+callbacks.crash._target_=" + f"{__name__}.CrashAtEpoch", "+callbacks.crash.enabled=false"]
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    run(make_cfg(tmp_path / "resumed", *common, *chosen, f"ckpt_path={last}"))
     run(make_cfg(tmp_path / "straight", *common))
     resumed, straight = weights(last_state(tmp_path / "resumed")), weights(last_state(tmp_path / "straight"))
     total = sum(t.numel() for t in resumed.values())
