@@ -142,7 +142,8 @@ def test_project_root_is_the_folder_holding_the_users_config_dir(tmp_path, monke
     assert resolvers.project_root(nnopt_own) == str(ROOT)
 
 
-def test_own_project_run_writes_logs_under_the_project_not_nnopts_checkout(tmp_path) -> None:
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_own_project_run_writes_logs_under_the_project_not_nnopts_checkout(tmp_path, multirun) -> None:
     import subprocess
     import sys
     import uuid
@@ -155,9 +156,15 @@ def test_own_project_run_writes_logs_under_the_project_not_nnopts_checkout(tmp_p
     elsewhere.mkdir()
     task = f"own_logs_{uuid.uuid4().hex[:8]}"  # this run's folder name under <root>/logs/
     cmd = [sys.executable, "-m", "nnopt.train", "-cd", str(project / "conf"), "model=small", f"task_name={task}", *TINY]
+    cmd[3:3] = ["-m"] if multirun else []  # a flag before the overrides
+    cmd += ["optimizer=sgd,adam"] if multirun else []
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=CLI_TIMEOUT, env=cli_env(), cwd=elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
-    (summary,) = (project / "logs" / task).rglob(S.FILENAME)
-    assert json.loads(summary.read_text())[S.STATUS] == S.COMPLETED
+    summaries = sorted((project / "logs" / task).rglob(S.FILENAME))
+    assert [json.loads(p.read_text())[S.STATUS] for p in summaries] == [S.COMPLETED] * (2 if multirun else 1)
+    if multirun:  # the sweep dir (resolved before any job runs) is the jobs' parent, with its report
+        (marker,) = (project / "logs" / task).rglob("multirun.yaml")
+        assert {p.parent.parent for p in summaries} == {marker.parent}
+        assert (marker.parent / "report.md").is_file()
     assert not (elsewhere / "logs").exists()
     assert not (ROOT / "logs" / task).exists()  # nothing in nnopt's checkout

@@ -36,9 +36,14 @@ def _checkout() -> Path | None:
     return root if is_checkout else None
 
 
-def _config_sources() -> list[Any]:
-    """Hydra's config sources of this run (`hydra.runtime.config_sources`); empty outside a Hydra app."""
+def _config_sources(root: Any = None) -> list[Any]:
+    """Hydra's config sources of this run (`hydra.runtime.config_sources`): from the config being resolved where it
+    still holds its `hydra` node (a multirun's sweep dir, resolved before any job), else from Hydra's runtime (a job);
+    empty outside a Hydra app."""
     try:
+        node = OmegaConf.select(root, "hydra.runtime.config_sources") if root is not None else None
+        if node:
+            return list(node)
         from hydra.core.hydra_config import HydraConfig
 
         return list(HydraConfig.get().runtime.config_sources) if HydraConfig.initialized() else []
@@ -46,7 +51,7 @@ def _config_sources() -> list[Any]:
         return []
 
 
-def project_root(sources: list[Any] | None = None) -> str:
+def project_root(sources: list[Any] | None = None, _root_: Any = None) -> str:
     """The project a run belongs to, where its `logs/` (and `data/`) go.
 
     - the folder holding the user's config dir (`-cd <dir>`, `hydra.searchpath=[file://<dir>]`): a project's
@@ -54,12 +59,13 @@ def project_root(sources: list[Any] | None = None) -> str:
     - else nnopt's own checkout when the command runs inside it (nnopt's own runs, editable install);
     - else the working directory (an installed wheel never writes next to site-packages).
 
-    `sources`: Hydra's config sources (default: this run's). NNOPT_ROOT (read in conf/paths/default.yaml) overrides.
+    `sources`: Hydra's config sources (default: this run's; `_root_` is the config OmegaConf resolves, passed by it).
+    NNOPT_ROOT (read in conf/paths/default.yaml) overrides.
     """
     from nnopt.config import CONFIG_DIR
 
     own = Path(CONFIG_DIR).resolve()
-    for source in _config_sources() if sources is None else sources:
+    for source in _config_sources(_root_) if sources is None else sources:
         get = source.get if isinstance(source, dict) else lambda key, s=source: getattr(s, key, None)
         if get("schema") != "file" or get("provider") in ("main", "hydra", "schema"):
             continue
