@@ -136,6 +136,8 @@ def test_project_root_is_the_folder_holding_the_users_config_dir(tmp_path, monke
         project
     )
     assert resolvers.project_root(nnopt_own) == str(elsewhere)  # no config dir of the user's: the working dir
+    own_app = [_source(project / "conf", "main"), nnopt_own[1]]  # a Hydra app of the user's, on nnopt's groups
+    assert resolvers.project_root(own_app) == str(project)
     pkg = {"path": "my_project.conf", "schema": "pkg", "provider": "hydra.searchpath in command-line"}
     assert resolvers.project_root([*nnopt_own, pkg]) == str(elsewhere)  # configs in a package: the working dir
     monkeypatch.chdir(ROOT / "src")  # nnopt's own runs, from inside its checkout: the checkout

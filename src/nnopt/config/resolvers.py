@@ -54,8 +54,9 @@ def _config_sources(root: Any = None) -> list[Any]:
 def project_root(sources: list[Any] | None = None, _root_: Any = None) -> str:
     """The project a run belongs to, where its `logs/` (and `data/`) go.
 
-    - the folder holding the user's config dir (`-cd <dir>`, `hydra.searchpath=[file://<dir>]`): a project's
-      runs land in that project, wherever the command was started;
+    - the folder holding the user's config dir (`-cd <dir>`, `hydra.searchpath=[file://<dir>]`, or the primary
+      config dir of a Hydra app of the user's own): a project's runs land in that project, wherever the command was
+      started;
     - else nnopt's own checkout when the command runs inside it (nnopt's own runs, editable install);
     - else the working directory (an installed wheel never writes next to site-packages).
 
@@ -67,7 +68,7 @@ def project_root(sources: list[Any] | None = None, _root_: Any = None) -> str:
     own = Path(CONFIG_DIR).resolve()
     for source in _config_sources(_root_) if sources is None else sources:
         get = source.get if isinstance(source, dict) else lambda key, s=source: getattr(s, key, None)
-        if get("schema") != "file" or get("provider") in ("main", "hydra", "schema"):
+        if get("schema") != "file":  # pkg:// (configs inside a package) and structured:// name no folder
             continue
         folder = Path(str(get("path")).removeprefix("file://")).resolve()
         if folder != own and folder.is_dir():
