@@ -215,7 +215,7 @@ def test_a_clean_copy_is_accepted_by_every_consumer_that_builds_a_classifier(tra
 
 
 def test_escaped_interpolations_are_literals_and_an_escaped_backslash_is_not() -> None:
-    from nnopt.checkpoint import resolver_calls
+    from nnopt.config.stored import resolver_calls
 
     assert resolver_calls("\\${oc.create:x}") == []  # \${ : a literal "${"
     assert resolver_calls("\\\\${oc.create:x}") == ["oc.create"]  # \\${ : a backslash, then a live call

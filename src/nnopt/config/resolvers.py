@@ -77,7 +77,7 @@ def project_root(sources: list[Any] | None = None, _root_: Any = None) -> str:
     return str(checkout if checkout is not None and cwd.resolve().is_relative_to(checkout) else cwd)
 
 
-#: nnopt's resolvers by name (stored configs may use these; see nnopt.checkpoint.STORED_RESOLVERS)
+#: nnopt's resolvers by name (stored configs may use these; see nnopt.config.stored.STORED_RESOLVERS)
 RESOLVERS = {"run_stamp": run_stamp, "nnopt_root": project_root}
 NAMES = tuple(RESOLVERS)
 
