@@ -37,17 +37,23 @@ def _noise_in(text: str) -> list[str]:
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param(["trainer.max_epochs=2"], id="default"),
+        pytest.param(["trainer.max_epochs=2"], id="default"),  # with its progress bar and model table
         # 3 batches an epoch: shorter than the default log_every_n_steps=10
         pytest.param(
-            ["logger=many", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"],
+            [
+                *QUIET,
+                "logger=many",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=3",
+                "trainer.limit_val_batches=2",
+            ],
             id="logger_many",
         ),
     ],
 )
 def test_runs_print_no_library_chatter_but_genuine_warnings(tmp_path, args) -> None:
     loud = "+callbacks.loud._target_=tests.packaging.test_noise.LoudCallback"
-    result = run_cli("train", *args, *QUIET, loud, f"hydra.run.dir={tmp_path / 'run'}", log_dir=tmp_path)
+    result = run_cli("train", *args, loud, f"hydra.run.dir={tmp_path / 'run'}", log_dir=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-3000:]
     assert _noise_in(output) == []
