@@ -32,11 +32,14 @@ class LastCheckpoint(Checkpoint):
     def __init__(self, dirpath: str, filename: str = LAST_FILE) -> None:
         self.dirpath = str(dirpath)
         self.path = Path(dirpath) / filename
-        self.last_model_path = ""  # Lightning's name for it (`trainer.test(ckpt_path="last")` looks here)
+
+    @property
+    def last_model_path(self) -> str:
+        """The file once any save wrote it (epoch end, mid-epoch, signal), else "" (Lightning's name for it)."""
+        return str(self.path) if self.path.is_file() else ""
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run or trainer.state.fn != "fit":
             return
         trainer.save_checkpoint(self.path)
-        self.last_model_path = str(self.path)
