@@ -138,6 +138,7 @@ class DataSchema:
     dir: str = spec(str)
     on_device: bool = spec(bool)
     split_seed: int = spec(int, ge=0)
+    max_gb: float = spec(float, gt=0.0)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,90 @@ class Arrays:
     y_train: np.ndarray
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    #: inputs are multiplied by this when the float32 tensors are made (e.g. 1/255: 8-bit images kept as uint8
+    #: until then, scaled to [0, 1]); None: the values as they are
+    x_factor: float | None = None
+
+
+# -- memory ------------------------------------------------------------------------------------------------
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.3g}"
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the kernel's MemAvailable, or less under a cgroup memory limit;
+    None when unknown (then only `data.max_gb` limits a data set)."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # v1
+    ):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            found.append(max(0, limit - usage))
+    return min(found) if found else None
+
+
+def check_fits(need: int, what: str, max_gb: float | None = None) -> None:
+    """Refuse a data set needing `need` bytes of memory when that is more than `data.max_gb` or than the memory
+    available; `what` names the file (or source) and its declared size."""
+    limits = []
+    if max_gb is not None:
+        limits.append((max_gb * 1e9, f"data.max_gb={max_gb}"))
+    free = available_memory()
+    if free is not None:
+        limits.append((free, f"the {_gb(free)} GB of memory available"))
+    if not limits:
+        return
+    limit, text = min(limits, key=lambda item: item[0])
+    if need > limit:
+        raise DataError(
+            f"{what}; the data set needs {_gb(need)} GB in memory (decoded data and float32 tensors), more than "
+            f"{text}; use fewer samples or a machine with more memory"
+            + (" (or raise data.max_gb)" if text.startswith("data.max_gb") else "")
+        )
+
+
+def memory_need(x: np.ndarray, y: np.ndarray | None = None) -> int:
+    """Bytes a split costs while its tensors are made: the source's arrays plus float32 inputs and 8-byte targets."""
+    need = x.nbytes + x.size * 4
+    if y is not None:
+        need += y.nbytes + len(y) * 8
+    return need
+
+
+_ROWS_CHUNK = 1 << 24  # elements converted at a time: the temporary copy of a chunk stays small
+
+
+def _float_tensor(x: np.ndarray, index: np.ndarray | None, factor: float | None) -> torch.Tensor:
+    """Rows `index` of `x` (all when None) as one new float32 tensor, converted chunk by chunk: no full-size float64
+    or uint8 intermediate, and the source array keeps its compact dtype."""
+    n = len(x) if index is None else len(index)
+    out = torch.empty((n, *x.shape[1:]), dtype=torch.float32)
+    dest = out.numpy()
+    step = max(1, _ROWS_CHUNK // max(1, math.prod(x.shape[1:])))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        rows = x[start:stop] if index is None else x[index[start:stop]]
+        if factor is None:
+            dest[start:stop] = rows
+        else:
+            np.multiply(rows, factor, out=dest[start:stop], dtype=np.float32)
+    return out
 
 
 class DeferredBatch:
@@ -179,8 +264,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         name: str | None = None,
         task: str = CLASSIFICATION,
         num_classes: int | None = None,
+        max_gb: float | None = None,
     ) -> None:
         super().__init__()
+        self.max_gb = max_gb  # refuse a data set needing more memory than this (GB); None: the memory available
         if num_classes is not None:
             self.num_classes = num_classes
         if task not in TASKS:
@@ -207,13 +294,16 @@ class InMemoryDataModule(pl.LightningDataModule):
             return
         arrays = self.load_arrays()
         x_tr, y_tr = _checked(arrays.x_train, arrays.y_train, "train", self.task)
+        need = memory_need(x_tr, y_tr) + (memory_need(arrays.x_test, arrays.y_test) if arrays.x_test is not None else 0)
+        check_fits(need, f"data.name={self.name}: inputs of shape {x_tr.shape}", self.max_gb)
         rng = np.random.default_rng(self.split_seed)
         perm = rng.permutation(len(x_tr))
         if arrays.x_test is None:
             n_test = int(round(len(x_tr) * self.test_fraction))
             test_idx, perm = perm[:n_test], perm[n_test:]
-            x_te, y_te = x_tr[test_idx], y_tr[test_idx]
+            x_te, y_te = x_tr, y_tr[test_idx]
         else:
+            test_idx = None
             x_te, y_te = _checked(arrays.x_test, arrays.y_test, "test", self.task)
             if x_te.shape[1:] != x_tr.shape[1:]:
                 raise DataError(
@@ -225,23 +315,27 @@ class InMemoryDataModule(pl.LightningDataModule):
                 check_labels(y, self.num_classes, f"data.name={self.name}: {split} split")
         n_val = int(round(len(x_tr) * self.val_fraction))
         val_idx, train_idx = perm[:n_val], perm[n_val:]
+        # (inputs, row indices into them, targets): the rows are gathered straight into the float32 tensors
         splits = {
-            "train": (x_tr[train_idx], y_tr[train_idx]),
-            "val": (x_tr[val_idx], y_tr[val_idx]),
-            "test": (x_te, y_te),
+            "train": (x_tr, train_idx, y_tr[train_idx]),
+            "val": (x_tr, val_idx, y_tr[val_idx]),
+            "test": (x_te, test_idx, y_te),
         }
-        for split, (x, _) in splits.items():
-            if len(x) == 0 and not (split == "val" and self.val_fraction == 0):
+        for split, (x, index, _) in splits.items():
+            if (len(x) if index is None else len(index)) == 0 and not (split == "val" and self.val_fraction == 0):
                 raise DataError(f"data.name={self.name}: the {split} split is empty; check the fractions/files")
         regression = self.task == REGRESSION
         if regression:
             self.num_classes = 1  # one output unit
         # Scale with train statistics only, so nothing leaks from val/test (torch: multi-threaded, no extra copies).
+        # Inputs keep the source's dtype (uint8 images) until here: each split becomes float32 once, chunk by chunk.
         y_dtype = torch.float32 if regression else torch.int64
+        raw_uint8 = arrays.x_train.dtype == np.uint8 and arrays.x_factor is None
         tensors = {
-            split: (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=y_dtype))
-            for split, (x, y) in splits.items()
+            split: (_float_tensor(x, index, arrays.x_factor), torch.as_tensor(y, dtype=y_dtype))
+            for split, (x, index, y) in splits.items()
         }
+        del arrays, x_tr, x_te, splits
         x_train = tensors["train"][0]
         if x_train.dim() == 2:  # tabular: features have unrelated units, so each gets its own scale
             std, mean = torch.std_mean(x_train, dim=0)
@@ -254,7 +348,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         # the input contract of exported models (nnopt.export): raw values scaled to [0, 1] (8-bit images / 255),
         # standardised inside the model with these train statistics
         self.input_mean, self.input_std = mean, std
-        self.input_scale = 255.0 if arrays.x_train.dtype == np.uint8 else 1.0
+        self.input_scale = 255.0 if raw_uint8 else 1.0
         if regression:  # standardised targets train well with default learning rates; metrics undo it
             y_std, y_mean = torch.std_mean(tensors["train"][1])
             self.target_mean, self.target_std = float(y_mean), float(y_std) if float(y_std) > 0 else 1.0
@@ -323,22 +417,51 @@ def _checked(
     if x.ndim not in (2, 4):
         raise DataError(f"{split} inputs must have shape (N, H, W), (N, C, H, W) or (N, F), got {x.shape}")
     for what, values in (("inputs", x), ("targets", y)):
-        if values.dtype.kind in "fc" and not np.isfinite(values).all():
-            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
-            raise DataError(
-                f"{split} split: {len(bad)} samples have NaN/Inf {what} (first: sample {int(bad[0])}); "
-                "clean or drop them before training"
-            )
+        if values.dtype.kind in "fc":
+            bad = _non_finite_rows(values)
+            if len(bad):
+                raise DataError(
+                    f"{split} split: {len(bad)} samples have NaN/Inf {what} (first: sample {int(bad[0])}); "
+                    "clean or drop them before training"
+                )
     integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.array_equal(y, np.round(y)))
     if task == CLASSIFICATION and not integral:
         raise DataError(f"{split} split: class labels must be integers, got {y.dtype} values")
     return x, y
 
 
+def _non_finite_rows(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows of `values` holding NaN/Inf, checked a chunk of rows at a time (no full-size mask)."""
+    flat = values.reshape(len(values), -1)
+    step = max(1, _ROWS_CHUNK // max(1, flat.shape[1]))
+    bad = [
+        start + np.flatnonzero(~np.isfinite(flat[start : start + step]).all(axis=1))
+        for start in range(0, len(flat), step)
+    ]
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
+def _label_text(value: Any) -> str:
+    value = float(value)
+    return "NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf") if math.isinf(value) else repr(value)
+
+
 def check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
-    """Refuse labels outside [0, num_classes), naming the first offending value (`where`: split or file)."""
+    """Refuse labels outside [0, num_classes), NaN/Inf or fractional labels, naming the first offending value
+    (`where`: split or file)."""
     if len(y) == 0:
         return
+    if y.dtype.kind in "fc":
+        for defect, bad in (
+            ("is not a number", ~np.isfinite(y)),
+            ("is not an integer", np.isfinite(y) & (y != np.round(y))),
+        ):
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{where}: label {_label_text(y[first])} (sample {first}) {defect} ({int(bad.sum())} such labels); "
+                    f"class labels are integers in [0, {num_classes}) (real-valued targets: data.task=regression)"
+                )
     low, high = y.min(), y.max()
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
