@@ -15,6 +15,8 @@ _QUIET = (
     r"It is recommended to use `self.log\(.*sync_dist=True",
     # torch 2.13 on every eager-mode quantization call; nnopt chose that API knowingly (nnopt.compression.quantization)
     r"torch\.ao\.quantization is deprecated",
+    r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation functions",
+    r"Please use quant_min and quant_max to specify the range for observers",  # torch's own default QAT qconfig
     # small data sets have epochs shorter than log_every_n_steps: the epoch-level curves are logged all the same
     r"The number of training batches \(\d+\) is smaller than the logging interval",
 )

@@ -17,6 +17,8 @@ NOISE = {
     "The anonymous setting has no effect": "W&B 0.31, for Lightning's anonymous=None",
     "not found. Creating it": "Lightning's MLFlowLogger, for a new experiment",
     "torch.ao.quantization is deprecated": "torch 2.13, for eager-mode quantization",
+    "quantized tensor creation functions": "torch 2.13, for int8 tensors (PTQ/QAT convert)",
+    "reduce_range will be deprecated": "torch 2.13, for its own default QAT qconfig",
     "Tip:": "Lightning's product tips",
     "smaller than the logging interval": "Lightning, for epochs shorter than log_every_n_steps",
 }
@@ -49,6 +51,7 @@ def _noise_in(text: str) -> list[str]:
             ],
             id="logger_many",
         ),
+        pytest.param([*QUIET, "compression=qat", "debug=fast"], id="qat"),  # torch.ao's deprecations
     ],
 )
 def test_runs_print_no_library_chatter_but_genuine_warnings(tmp_path, args) -> None:
