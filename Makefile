@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: help install train test test-slow lint format bench clean
+.PHONY: help install train test test-slow test-cluster lint format bench clean
 # plain `make` lists the targets; `make train` and `make test` are the two everyday ones
 .DEFAULT_GOAL := help
 
@@ -20,7 +20,10 @@ train: install  ## train the default model on digits (override with ARGS="model=
 	$(VENV)/bin/nnopt-train $(ARGS)
 
 test: install  ## fast test tier (~15 min on 2 cores: 474 tests, many through the real CLI)
-	$(PY) -m pytest -m "not slow" -q $(ARGS)
+	$(PY) -m pytest -m "not slow and not cluster" -q $(ARGS)
+
+test-cluster: install  ## real SLURM cluster (2 nodes in netns) + PostgreSQL started by the tests (root; ~8 min)
+	$(PY) -m pytest -m cluster -q tests/cluster $(ARGS)
 
 test-slow: install  ## slow tests: real data, signals, disk full, wheel, DDP nodes, bench smoke
 	$(PY) -m pytest -m slow -q $(ARGS)

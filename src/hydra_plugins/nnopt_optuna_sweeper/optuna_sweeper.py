@@ -253,7 +253,8 @@ class NnoptOptunaSweeper(Sweeper):
                 )
             except SQLAlchemyError as exc:
                 first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                if attempt == 3 or "already exists" not in first and "locked" not in first:
+                racing = any(word in first for word in ("already exists", "duplicate key", "locked"))
+                if attempt == 3 or not racing:
                     _fail(f"hydra.sweeper.storage={shown}: cannot reach the database: {first}")
                 time.sleep(0.5 + attempt)
         return None
