@@ -242,7 +242,7 @@ class Cluster:
         self.save()
         _wait_for("munged", sock.exists, 20, self.root / "munged.out")
 
-    def _slurm_conf(self) -> Path:
+    def _slurm_conf(self, cpus: int) -> Path:
         ctld_port, slurmd_port = free_port(), free_port()
         nodes = self.state["nodes"]
         spool = self.root / "spool"
@@ -287,7 +287,7 @@ SlurmctldDebug=info
 SlurmdDebug=info
 """
         for node in nodes:
-            text += f"NodeName={node['name']} NodeAddr={node['addr']} CPUs=1 RealMemory=3000 State=UNKNOWN\n"
+            text += f"NodeName={node['name']} NodeAddr={node['addr']} CPUs={cpus} RealMemory=3000 State=UNKNOWN\n"
         names = ",".join(n["name"] for n in nodes)
         text += f"PartitionName={PARTITION} Nodes={names} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO\n"
         conf.write_text(text)
@@ -297,8 +297,8 @@ SlurmdDebug=info
         self.save()
         return conf
 
-    def _slurm(self) -> None:
-        conf = self._slurm_conf()
+    def _slurm(self, cpus: int) -> None:
+        conf = self._slurm_conf(cpus)
         env = {**os.environ, "SLURM_CONF": str(conf)}
         ctld = subprocess.Popen(
             ["slurmctld", "-D", "-i", "-f", str(conf)],
@@ -353,7 +353,7 @@ SlurmdDebug=info
              "-U", "nnopt", "optuna")  # fmt: skip
 
     # -- start / stop -------------------------------------------------------------------------------------------
-    def start(self, slurm: bool = True, postgres: bool = True, nodes: int = 2) -> dict[str, str]:
+    def start(self, slurm: bool = True, postgres: bool = True, nodes: int = 2, cpus: int = 1) -> dict[str, str]:
         why = missing()
         if why:
             raise ClusterError(why)
@@ -370,7 +370,7 @@ SlurmdDebug=info
             if slurm:
                 self._network(nodes)
                 self._munge()
-                self._slurm()
+                self._slurm(cpus)
             if postgres:
                 self._postgres()
         except BaseException:
@@ -416,11 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-slurm", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs each node offers to SLURM (jobs at once per node)")
     args = parser.parse_args(argv)
     cluster = Cluster(args.dir)
     try:
         if args.action == "start":
-            env = cluster.start(slurm=not args.no_slurm, postgres=not args.no_postgres, nodes=args.nodes)
+            env = cluster.start(not args.no_slurm, not args.no_postgres, nodes=args.nodes, cpus=args.cpus)
             print("\n".join(f"{k}={v}" for k, v in env.items()))
             print(f"# source {args.dir / 'env.sh'}; stop with: python {sys.argv[0]} stop --dir {args.dir}")
         elif args.action == "stop":

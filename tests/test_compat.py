@@ -208,3 +208,24 @@ def test_the_private_use_check_catches_the_uses_moved_into_compat(line: str, tmp
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
     with pytest.raises(AssertionError):
         test_private_names_are_used_only_in_the_compat_module()
+
+
+def test_optuna_heartbeat_helpers_work_on_a_real_rdb_study(tmp_path: Path) -> None:
+    """record_heartbeat / heartbeat_interval / fail_trial: what the shared-study sweeper does with ask/tell."""
+    url = f"sqlite:///{tmp_path / 'hb.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="hb")
+    assert _compat.heartbeat_interval(study) == 1
+    assert _compat.heartbeat_interval(optuna.create_study()) is None  # in memory: no heartbeats
+    alive, dead = study.ask(), study.ask()
+    _compat.record_heartbeat(study, dead)
+    import time
+
+    time.sleep(2.2)
+    _compat.record_heartbeat(study, alive)
+    optuna.storages.fail_stale_trials(study)  # only the trial whose heartbeat is old
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL]
+    frozen = study.trials[alive.number]
+    assert _compat.fail_trial(study, frozen) is True
+    assert _compat.fail_trial(study, frozen) is False  # already finished

@@ -181,3 +181,12 @@ def fail_trial(study: Any, trial: Any) -> bool:
         return bool(study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL))
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
+
+
+def heartbeat_interval(study: Any) -> int | None:
+    """The heartbeat interval of the study's storage (None: it keeps no heartbeats, e.g. the journal file).
+
+    Optuna exposes it only on the storage object, which a Study holds privately."""
+    storage = study._storage
+    getter = getattr(storage, "get_heartbeat_interval", None)
+    return getter() if callable(getter) else None

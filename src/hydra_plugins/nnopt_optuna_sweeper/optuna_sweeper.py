@@ -43,7 +43,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from nnopt._compat import fail_trial, record_heartbeat, trial_state
+from nnopt._compat import fail_trial, heartbeat_interval, record_heartbeat, trial_state
 
 log = logging.getLogger("nnopt")
 #: the callbacks.<name> node the sweeper hands each trial's number to (see conf/hparams_search/)
@@ -190,7 +190,7 @@ class NnoptOptunaSweeper(Sweeper):
             _fail(f"hydra.sweeper.direction={bad[0]!r} is not allowed; choose maximize or minimize")
         return keys, directions
 
-    def _storage(self) -> Any:
+    def _open_storage(self) -> Any:
         """The storage `hydra.sweeper.storage` names, checked now: a bad or unreachable URL is one line, exit 2."""
         url = self.conf.get("storage")
         if not url:
@@ -274,7 +274,7 @@ class NnoptOptunaSweeper(Sweeper):
         sampler = instantiate(sampler_conf) if sampler_conf else None
         pruner = instantiate(self.conf["pruner"]) if self.conf.get("pruner") else optuna.pruners.NopPruner()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # nnopt logs the study and each trial itself
-        storage = self._storage()
+        storage = self._open_storage()
         name = self.conf["study_name"]
         study = optuna.create_study(
             study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
@@ -421,8 +421,7 @@ class NnoptOptunaSweeper(Sweeper):
 # -- one worker's loop ---------------------------------------------------------------------------------------
 def _heartbeats(study: Any) -> bool:
     """Whether the study's storage keeps Optuna heartbeats (RDB storages with heartbeat_interval; not the journal)."""
-    storage = study._storage
-    return callable(getattr(storage, "get_heartbeat_interval", None)) and bool(storage.get_heartbeat_interval())
+    return bool(heartbeat_interval(study))
 
 
 def _worker_index() -> int:

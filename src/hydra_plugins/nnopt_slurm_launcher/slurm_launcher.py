@@ -139,7 +139,8 @@ class NnoptSlurmLauncher(SlurmLauncher):
         try:
             with contextlib.redirect_stderr(echoed):
                 jobs = executor.map_array(self, *zip(*job_params, strict=True))
-        except Exception as exc:  # sbatch refused (unknown partition, too many resources, ...): nothing was started
+        except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+            # sbatch refused (unknown partition, too many resources, ...): nothing was started
             from nnopt.errors import fail
 
             where = f" (hydra.launcher.partition={params['partition']})" if params.get("partition") else ""
