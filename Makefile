@@ -19,8 +19,8 @@ install: $(STAMP)  ## create/refresh .venv: nnopt editable with every extra (.[a
 train: install  ## train the default model on digits (override with ARGS="model=lenet5 ...")
 	$(VENV)/bin/nnopt-train $(ARGS)
 
-test: install  ## fast test tier (~15 min on 2 cores: 474 tests, many through the real CLI)
-	$(PY) -m pytest -m "not slow and not cluster" -q $(ARGS)
+test: install  ## fast test tier: two pytest-xdist workers, one test file per worker at a time (see tests/conftest.py)
+	$(PY) -m pytest -m "not slow and not cluster" -q -n 2 --dist loadgroup $(ARGS)
 
 test-cluster: install  ## real SLURM cluster (2 nodes in netns) + PostgreSQL started by the tests (root; ~8 min)
 	$(PY) -m pytest -m cluster -q tests/cluster $(ARGS)
