@@ -22,14 +22,17 @@ OWN_KEYS = ("trainer", "logger", "paths", "seed", "task_name", "tags", "efficien
 
 
 def run_config_from(cfg: DictConfig, saved: DictConfig) -> DictConfig:
-    """The checkpoint's config, with this command's trainer/logger/paths and any `+data.*` overrides."""
+    """The checkpoint's config, with this command's trainer/logger/paths and the `data.*` values given here
+    (`data.dir=...` for the keys conf/eval.yaml declares, `+data.<key>=...` for any other; an unset one, null, keeps
+    the checkpoint's value)."""
     run_cfg = OmegaConf.create(OmegaConf.to_container(saved, resolve=False))
     with open_dict(run_cfg):
         for key in OWN_KEYS:
             if key in cfg:
                 run_cfg[key] = cfg[key]
-        if "data" in cfg:
-            run_cfg.data = OmegaConf.merge(run_cfg.data, cfg.data)
+        if isinstance(cfg.get("data"), DictConfig):
+            given = OmegaConf.to_container(cfg.data, resolve=False)
+            run_cfg.data = OmegaConf.merge(run_cfg.data, {k: v for k, v in given.items() if v is not None})
         run_cfg.callbacks = {}
         run_cfg.ckpt_path = str(cfg.ckpt_path)
         run_cfg.train = False

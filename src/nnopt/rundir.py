@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnopt.config.resolvers import STAMP_ENV
 from nnopt.errors import ConfigError
@@ -78,17 +78,56 @@ def holds_run(folder: Path) -> str | None:
     return str(found.relative_to(folder)) if found is not None else None
 
 
+#: config keys whose value becomes a directory name of the run dir (each checked by :func:`check_component`)
+COMPONENT_KEYS = ("task_name",)
+#: longest directory name a run dir component may be (characters; and at most NAME_MAX=255 bytes as UTF-8)
+MAX_COMPONENT = 200
+
+
 def check_component(key: str, value: Any) -> None:
-    """`value` becomes one directory name of the run dir: a plain name, nothing that climbs or starts over."""
+    """`value` becomes one directory name of the run dir: a plain name, nothing that climbs or starts over, short
+    enough for the file system (a longer one would end in ENAMETOOLONG)."""
     from nnopt.errors import fail
 
     text = str(value)
-    bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 200
-    if bad:
+    size = len(text.encode("utf-8", "surrogateescape"))
+    shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+    bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > MAX_COMPONENT
+    if bad or size > 255:
         fail(
-            f"{key}={text!r} is not allowed; allowed: a plain name without '/', '\\' or '..' "
-            "(it becomes a directory under paths.log_dir)"
+            f"{key}={shown} is not allowed; allowed: a plain name of at most {MAX_COMPONENT} characters "
+            "(255 bytes) without '/', '\\' or '..' (it becomes a directory under paths.log_dir)"
         )
+
+
+def check_subdir_secrets(config: DictConfig) -> None:
+    """A sweep job's subdir (`hydra.sweep.subdir`) is made by Hydra before any job code runs: a secret-named
+    variable's value must not reach it, whether the template names it or a `task_name` it uses does (swept values
+    included)."""
+    from nnopt import secrets
+    from nnopt.errors import fail
+
+    hydra_raw = OmegaConf.to_container(config.hydra, resolve=False)
+    template = str((hydra_raw.get("sweep") or {}).get("subdir") or "")
+    if not template:
+        return
+    probe = copy.deepcopy(config)
+    OmegaConf.set_struct(probe, False)
+    with open_dict(probe.hydra):
+        probe.hydra.job.num = 0
+        probe.hydra.job.id = "0"
+    resolved = str(OmegaConf.select(probe, "hydra.sweep.subdir", throw_on_resolution_failure=False) or "")
+    leaked = secrets.leaked_in(resolved)
+    if leaked is None and "${task_name}" in template:  # a swept task_name=${oc.env:...} is not in this config
+        for override in hydra_raw.get("overrides", {}).get("task") or []:
+            key, _, value = str(override).partition("=")
+            if key.lstrip("+~") == "task_name":
+                leaked = next((n for n in secrets.secret_env() if f"oc.env:{n}" in value.replace(" ", "")), None)
+                leaked = leaked or secrets.leaked_in(value)
+                if leaked:
+                    break
+    if leaked:
+        fail(f"hydra.sweep.subdir would put the value of ${leaked} into a directory name; use a name that is no secret")
 
 
 def _stamp_note() -> str:
@@ -158,10 +197,13 @@ def _checked(config: DictConfig, dir_key: str) -> None:
     if not raw:
         return  # an unresolvable dir: Hydra names the problem
     template = str(OmegaConf.to_container(config.hydra, resolve=False)[dir_key.split(".")[1]]["dir"])
-    if "${task_name}" in template:
-        check_component("task_name", config.get("task_name"))
+    for key in COMPONENT_KEYS:
+        if f"${{{key}}}" in template:
+            check_component(key, config.get(key))
     if "${run_stamp:}" in template and os.environ.get(STAMP_ENV):
         check_component(STAMP_ENV, os.environ[STAMP_ENV])
+    if dir_key == "hydra.sweep.dir":
+        check_subdir_secrets(config)
     log_dir = None
     if template.startswith("${paths.log_dir}"):
         log_dir = Path(str(config.paths.log_dir))
@@ -188,8 +230,11 @@ def uncreatable(path: Path) -> str | None:
     """Why `path` cannot be made a writable directory, or None; probes without leaving anything behind."""
     path = path.absolute()
     existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+    except OSError as exc:  # a component longer than the file system allows (ENAMETOOLONG), ...
+        return exc.strerror or str(exc)
     if not existing.is_dir():
         return f"{existing} is not a directory"
     try:
@@ -214,6 +259,9 @@ def check_output_dir(cfg: DictConfig, multirun: bool) -> None:
         where = Path(str(probe.nnopt_probe_dir))
     except Exception:  # noqa: BLE001 - not resolvable before Hydra runs: Hydra resolves and reports it
         return
+    for name in COMPONENT_KEYS:  # the same check Hydra's callback makes later, before the probe can trip on it
+        if f"${{{name}}}" in str(raw):
+            check_component(name, cfg.get(name))
     problem = uncreatable(where)
     if problem:
         raise ConfigError(f"hydra.{key}.dir={where} cannot be created ({problem}); choose a writable directory")

@@ -88,9 +88,22 @@ def world(tmp_path_factory):
     body = [bomb.compress(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 20, 28, 28))]
     body += [bomb.compress(bytes(1 << 22)) for _ in range(16)]
     (dirs["bomb"] / "t10k-images-idx3-ubyte.gz").write_bytes(b"".join([*body, bomb.flush()]))
+    for name in ("nanlabels", "fraclabels", "ndim"):
+        dirs[name] = write_mnist_dir(data / name)
+    float_labels = (np.arange(60) % 10).astype(">f4")
+    float_labels[7] = np.nan
+    label_header = struct.pack(">BBBB", 0, 0, 0x0D, 1) + struct.pack(">I", 60)
+    (dirs["nanlabels"] / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(label_header + float_labels.tobytes()))
+    halves = (np.arange(60) % 10 + 0.5).astype(">f4")
+    (dirs["fraclabels"] / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(label_header + halves.tobytes()))
+    dims = struct.pack(">BBBB", 0, 0, 0x08, 255) + struct.pack(">255I", *([1] * 255))
+    (dirs["ndim"] / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(dims + b"\x00"))
+    conf = root / "conf"
+    (conf / "optimizer").mkdir(parents=True)
+    (conf / "optimizer" / "tabbed.yaml").write_text("lr: 0.1\n\tmomentum: 0.9\n")  # a tab cannot start a YAML token
     text = root / "notes.ckpt"
     text.write_text("this is not a checkpoint")
-    return {"root": root, "logs": logs, "dirs": dirs, "good": good, "other": other, "text": text}
+    return {"root": root, "logs": logs, "dirs": dirs, "conf": conf, "good": good, "other": other, "text": text}
 
 
 # (entry point, arguments, text the one error line must contain); {placeholders} are filled from `world`
@@ -193,6 +206,25 @@ CASES = [
     ("train", ["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is out of range"),
     ("train", ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is out of range"),
     ("train", ["trainer.num_nodes=0"], "trainer.num_nodes=0 is out of range"),
+    # issue 23: values that used to end in a traceback, exit 1, or a silent wrong value
+    ("train", ["trainer.limit_val_batches=0"], "limit_val_batches=0 runs no validation, but callbacks.model"),
+    ("train", ["task_name=" + "x" * 300], "(300 characters) is not allowed; allowed: a plain name of at most 200"),
+    ("train", ["hydra.run.dir={root}/" + "y" * 300], "cannot be created (File name too long)"),
+    ("train", ["efficiency.latency_repeats=0"], "latency_repeats=0 is out of range; allowed: an integer >= 1"),
+    ("train", ["efficiency.latency_repeats=-3"], "efficiency.latency_repeats=-3 is out of range"),
+    ("train", ["efficiency.latency_warmup=-1"], "latency_warmup=-1 is out of range; allowed: an integer >= 0"),
+    ("train", ["callbacks.model_checkpoint.save_top_k=-5"], "save_top_k=-5 is out of range; allowed: -1 (every"),
+    ("train", ["tags=5"], "tags=5 must be a list of strings"),
+    ("train", ["tags=[ok,3]"], "tags[1]=3 has the wrong type; expected a string"),
+    ("train", ["data=mnist", "data.dir={dirs[labels]}", "data.max_gb=0.0001"], "more than data.max_gb=0.0001"),
+    ("train", ["data.max_gb=0"], "data.max_gb=0 is out of range"),
+    ("train", ["data=mnist", "data.dir={dirs[nanlabels]}"], "label NaN (sample 7) is not a number"),
+    ("train", ["data=mnist", "data.dir={dirs[fraclabels]}"], "label 0.5 (sample 0) is not an integer (60 such"),
+    ("train", ["data=mnist", "data.dir={dirs[ndim]}"], "header declares 255 dimensions; allowed: 1 to 4"),
+    ("train", ["hydra.searchpath=[file:///no/such/conf]"], "entry 'file:///no/such/conf': no such directory"),
+    ("train", ["hydra.searchpath=[pkg://no_such_pkg.conf]"], "entry 'pkg://no_such_pkg.conf': no such package"),
+    ("train", ["hydra.searchpath=[file://{conf}]", "optimizer=tabbed"], "tabbed.yaml: not valid YAML (line 2, column"),
+    ("eval", ["ckpt_path={good[ckpt/best]}", "efficiency.latency_repeats=0"], "efficiency.latency_repeats=0 is out"),
     ("eval", ["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt does not exist"),
     ("eval", ["ckpt_path={text}"], "is not a readable nnopt checkpoint"),
     ("eval", [], "ckpt_path is required"),
@@ -224,14 +256,15 @@ def _bounded_schema_keys() -> set[str]:
     """Every config key whose schema gives a range or a list of choices (what a bad value can violate)."""
     from dataclasses import fields
 
-    from nnopt.config.schema import GROUP_SCHEMAS, RootSchema
+    from nnopt.config.schema import CHECKED_KEYS, GROUP_SCHEMAS, RootSchema
+    from nnopt.rundir import COMPONENT_KEYS
 
-    keys = set()
+    keys = set(CHECKED_KEYS) | set(COMPONENT_KEYS)  # bounded by validate()'s own checks, by the run-dir checks
     for prefix, schema in [("", RootSchema), *GROUP_SCHEMAS.items()]:
         for f in fields(schema):
             meta = f.metadata
-            if any(meta[k] is not None for k in ("gt", "ge", "lt", "le", "choices")):
-                keys.add(f"{prefix}.{f.name}" if prefix else f.name)
+            if meta["each"] or any(meta[k] is not None for k in ("gt", "ge", "lt", "le", "choices")):
+                keys.add(f"{prefix}.{f.name}" if prefix else f.name)  # `each`: a non-list is a bad value
     return keys
 
 
@@ -274,3 +307,21 @@ def test_report_bad_inputs_are_one_line(tmp_path, capfd):
     assert report_main([str(tmp_path / "missing")]) == 2
     assert len([ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]) == 1
     assert not list(tmp_path.rglob("report.*"))
+
+
+@pytest.mark.parametrize("task_name", ["${oc.env:MY_TOKEN}", "${oc.env:MY_TOKEN},plain"])
+def test_a_secret_never_becomes_a_sweep_job_dir(world, task_name, tmp_path, monkeypatch, capfd):
+    """Not only the default run dir: a job subdir template naming task_name (swept values too) is refused before
+    Hydra makes any dir."""
+    monkeypatch.setenv("MY_TOKEN", "tok-9f3e1c7a")
+    sweep = tmp_path / "sweep"
+    args = ["-m", *FAST, f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${task_name}", f"task_name={task_name}"]
+    code, err = invoke(train.main, [*args, f"paths.log_dir={world['logs']}"], monkeypatch, capfd)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err[-2000:]
+    assert lines[-1] == (
+        "nnopt: error: hydra.sweep.subdir would put the value of $MY_TOKEN into a directory name; "
+        "use a name that is no secret"
+    ), err[-2000:]
+    assert [p for p in tmp_path.rglob("*") if "tok-9f3e1c7a" in str(p)] == []
+    assert not sweep.exists()

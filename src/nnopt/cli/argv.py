@@ -58,6 +58,36 @@ def _searchpath_in(config_file: Path) -> list[str]:
     return [str(p) for p in found] if found else []
 
 
+def _missing_entry(entry: str) -> str | None:
+    """Why a `hydra.searchpath` entry names nothing Hydra could read configs from, or None (Hydra itself skips such
+    an entry without a word, so its configs would silently not count)."""
+    scheme, sep, rest = entry.partition("://")
+    if not sep:
+        scheme, rest = "file", entry
+    if scheme == "file":
+        return None if Path(rest).expanduser().is_dir() else "no such directory"
+    if scheme == "pkg":
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(rest)
+        except (ImportError, ValueError):
+            found = None
+        return None if found is not None else "no such package"
+    return None  # a scheme of a plugin's: Hydra's source for it judges
+
+
+def check_searchpath(entries: list[str]) -> None:
+    """One line naming the first `hydra.searchpath` entry that does not exist."""
+    for entry in entries:
+        why = _missing_entry(entry)
+        if why:
+            fail(
+                f"hydra.searchpath entry {entry!r}: {why}; allowed: existing config dirs (file://<dir>) or "
+                "packages (pkg://<module>)"
+            )
+
+
 def config_sources(flags: dict[str, str], overrides: list[Any], config_name: str) -> tuple[str, list[str], bool]:
     """(primary config dir, `hydra.searchpath` override, exact) that see the same configs Hydra's run will.
 
@@ -70,6 +100,7 @@ def config_sources(flags: dict[str, str], overrides: list[Any], config_name: str
     for override in overrides:
         if override.get_key_element() == "hydra.searchpath":
             own = [str(v) for v in override.value() or []]
+            check_searchpath(own)
     primary, entries, exact = CONFIG_DIR, own, True
     if flags.get("--config-dir"):
         user = Path(flags["--config-dir"]).expanduser().resolve()
@@ -77,7 +108,9 @@ def config_sources(flags: dict[str, str], overrides: list[Any], config_name: str
             fail(f"--config-dir {flags['--config-dir']}: no such directory")
         if (user / f"{config_name}.yaml").is_file():
             primary = str(user)
-            entries = [CONFIG_SEARCHPATH, *(own if own is not None else _searchpath_in(user / f"{config_name}.yaml"))]
+            inherited = own if own is not None else _searchpath_in(user / f"{config_name}.yaml")
+            check_searchpath(inherited)
+            entries = [CONFIG_SEARCHPATH, *inherited]
         else:
             entries = [f"file://{user}", *(own or [])]
             exact = not any((user / p.relative_to(CONFIG_DIR)).exists() for p in Path(CONFIG_DIR).rglob("*.yaml"))

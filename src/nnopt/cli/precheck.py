@@ -14,6 +14,20 @@ from nnopt.cli.extras import PLUGIN_OPTIONS, missing_extra
 from nnopt.cli.help import print_help
 from nnopt.errors import NnoptError, fail, full_error
 
+_YAML_MARK = re.compile(r'in "([^"]+)", line (\d+), column (\d+)')
+
+
+def _yaml_error(exc: BaseException) -> str | None:
+    """A config file that is not valid YAML, as one line naming the file, line and column (PyYAML puts them on a
+    later line of its message, which a one-line error would cut off)."""
+    text = str(exc)
+    found = _YAML_MARK.search(text)
+    if found is None:
+        return None
+    problem = " ".join(ln.strip() for ln in text[: found.start()].splitlines() if ln.strip())
+    path, line, column = found.groups()
+    return f"{path}: not valid YAML (line {line}, column {column}): {problem or type(exc).__name__}"
+
 
 def precheck(argv: list[str], config_name: str) -> None:
     """Compose the config once before Hydra does, so a typo costs one line instead of a stack trace.
@@ -83,7 +97,7 @@ def precheck(argv: list[str], config_name: str) -> None:
             cfg = compose(config_name=config_name, overrides=[*first, *searchpath], return_hydra_config=True)
         except Exception as exc:  # noqa: BLE001 - Hydra's composition errors, shown as one line
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            message = " ".join(lines[:2]) if lines else type(exc).__name__
+            message = _yaml_error(exc) or (" ".join(lines[:2]) if lines else type(exc).__name__)
             missing = re.search(r"Could not find '(hydra/\w+)/(\w+)'", message)
             plugin = PLUGIN_OPTIONS.get(missing.groups()) if missing else None
             if plugin is not None and not extras.installed(plugin):
@@ -92,6 +106,12 @@ def precheck(argv: list[str], config_name: str) -> None:
         finally:
             GlobalHydra.instance().clear()
     extras.check_optional(cfg)
+    from nnopt.config.schema import check_root
+
+    try:  # a run records its tags, seed, ... before it validates its config: a bad one must stop here
+        check_root(cfg)
+    except NnoptError as exc:
+        fail(str(exc))
     from nnopt.rundir import check_output_dir
 
     try:  # Hydra makes the run dir before our code runs: an uncreatable one would end in its traceback

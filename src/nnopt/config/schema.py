@@ -54,6 +54,12 @@ def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
+def _plural(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
 def _bounds_text(meta: Mapping[str, Any]) -> str:
     parts = []
     for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
@@ -103,7 +109,7 @@ def check_node(prefix: str, node: Mapping[str, Any] | None, schema: type) -> Non
             continue
         if meta["each"]:
             if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{path}={value!r} must be a list of {_kind_name(meta['kind'])}")
+                raise ConfigError(f"{path}={value!r} must be a list of {_plural(meta['kind'])}")
             for i, item in enumerate(value):
                 _check_value(f"{path}[{i}]", item, meta)
         else:
@@ -114,6 +120,7 @@ def check_node(prefix: str, node: Mapping[str, Any] | None, schema: type) -> Non
 class RootSchema:
     seed: int = spec(int, ge=0, le=2**32 - 1, nullable=False)  # numpy's seed range
     task_name: str = spec(str, nullable=False)
+    tags: str = spec(str, each=True)
     train: bool = spec(bool, nullable=False)
     test: bool = spec(bool, nullable=False)
     test_ckpt: str = spec(str, choices=("best", "last"))
@@ -185,13 +192,30 @@ class TrainerSchema:
     val_check_interval: float = spec((int, float), gt=0)
 
 
+@dataclass
+class EfficiencySchema:
+    latency_repeats: int = spec(int, ge=1)  # the median of no timings is no latency
+    latency_warmup: int = spec(int, ge=0)
+
+
 #: group name -> schema (add a group's schema here)
 GROUP_SCHEMAS: dict[str, type] = {
     "data": DataSchema,
     "model": ModelSchema,
     "optimizer": OptimizerSchema,
     "trainer": TrainerSchema,
+    "efficiency": EfficiencySchema,
 }
+#: keys bounded by the checks of :func:`validate` beyond the fields above (a value, a sentinel or another key decides)
+CHECKED_KEYS = (
+    "trainer.max_steps",
+    "trainer.devices",
+    "trainer.limit_val_batches",
+    "optimizer.betas",
+    "callbacks.model_checkpoint.save_top_k",
+    "callbacks.model_checkpoint.monitor",
+    "callbacks.early_stopping.monitor",
+)
 #: a group's schema describes the classes nnopt's own options name: a node whose `_target_` starts otherwise is
 #: a class of the user's own, whose constructor judges its arguments (one line: nnopt.config.instantiate)
 OWN_TARGETS: dict[str, tuple[str, ...]] = {
@@ -244,6 +268,20 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(betas, list) and len(betas) != 2:
         raise ConfigError(f"optimizer.betas={betas!r} must have exactly 2 values (beta1, beta2), got {len(betas)}")
     _check_monitors(plain)
+    _check_checkpointing(plain)
+
+
+def check_root(cfg: DictConfig) -> None:
+    """The top-level keys of :class:`RootSchema` alone, each resolved on its own (one that cannot be resolved yet is
+    left to :func:`validate`): what the command line's pre-check can refuse before a run records anything."""
+    found = {}
+    for f in fields(RootSchema):
+        if f.name in cfg:
+            try:
+                found[f.name] = _plain(OmegaConf.select(cfg, f.name, throw_on_missing=True))
+            except Exception:  # noqa: BLE001 - `???`, `${hydra:...}`: only known once Hydra runs
+                continue
+    check_node("", found, RootSchema)
 
 
 def _is_count(value: Any) -> bool:
@@ -306,4 +344,25 @@ def _check_monitors(plain: Mapping[str, Any]) -> None:
         if monitor not in logged and not str(monitor).startswith(f"{N.TRAIN_LOSS}_"):
             raise ConfigError(
                 f"callbacks.{name}.monitor={monitor!r} is never logged; choose one of: {', '.join(logged)}"
+            )
+        limit = (plain.get("trainer") or {}).get("limit_val_batches")
+        if limit is not None and not isinstance(limit, bool) and limit == 0 and str(monitor).startswith("val/"):
+            raise ConfigError(
+                f"trainer.limit_val_batches={limit!r} runs no validation, but callbacks.{name}.monitor={monitor!r} "
+                f"watches a validation metric; allowed: trainer.limit_val_batches > 0, or callbacks.{name}=null"
+            )
+
+
+def _check_checkpointing(plain: Mapping[str, Any]) -> None:
+    """ModelCheckpoint's `save_top_k`: -1 keeps every checkpoint, k >= 0 the best k; anything else is no setting."""
+    callbacks = plain.get("callbacks") or {}
+    if not isinstance(callbacks, Mapping):
+        return
+    for name, node in callbacks.items():
+        if not isinstance(node, Mapping) or "save_top_k" not in node or node["save_top_k"] is None:
+            continue
+        k = node["save_top_k"]
+        if not _is_count(k) or k < -1:
+            raise ConfigError(
+                f"callbacks.{name}.save_top_k={k!r} is out of range; allowed: -1 (every checkpoint) or an integer >= 0"
             )
