@@ -180,15 +180,20 @@ def test_read_only_sweep_dir_is_one_line_exit_2(sweep: Path, read_only, capsys) 
         ('{"status": "compl', "unreadable summary"),
         ("[1, 2]", "not a JSON object"),
         ('{"schema_version": 99, "status": "completed"}', "schema_version=99"),
-        (None, "status=5 is not a str"),
-        (None, "overrides='seed=1' is not a list"),
+        ({S.STATUS: 5}, "status=5 is not a str"),
+        ({"overrides": "seed=1"}, "overrides='seed=1' is not a list"),
+        ({S.TEST_ACC: "0.99"}, "test/acc='0.99' is not a number"),
+        ({S.VAL_ACC_BEST: True}, "val/acc_best=True is not a number"),
+        ({S.SEED: [1, 2]}, "seed=[1, 2] is not an integer"),
+        ({S.TRAIN_TIME: -3.0}, "train/time_s=-3.0 is negative"),
+        ({S.LATENCY_B1: -0.5}, "model/latency_ms_b1=-0.5 is negative"),
     ],
 )
 def test_one_unreadable_summary_is_listed_and_the_rest_reported(sweep: Path, capsys, content, problem) -> None:
     path = sweep / "0" / S.FILENAME
-    if content is None:
+    if isinstance(content, dict):  # a well-formed summary with one damaged value
         summary = json.loads(path.read_text())
-        summary.update({S.STATUS: 5} if "status" in problem else {"overrides": "seed=1"})
+        summary.update(content)
         content = json.dumps(summary)
     path.write_text(content)
     assert main([str(sweep)]) == 1

@@ -80,6 +80,27 @@ def _params(overrides: list[str]) -> dict[str, str]:
     return params
 
 
+#: summary values a report ranks or shows: numbers (a string or a bool there is a damaged or foreign file);
+#: `model/int8` is the one flag among them
+NUMERIC_PREFIXES = (f"{N.VAL}/", f"{N.TEST}/", "model/", "train/")
+NUMERIC_KEYS = (S.PRUNE_SPARSITY, S.PRUNED_AT, S.FAILED_AT_STEP)
+#: of those, what is never below zero (sizes, counts, times, latencies, memory)
+NON_NEGATIVE_KEYS = (
+    S.PARAMS,
+    S.NONZERO_PARAMS,
+    S.SPARSITY,
+    S.SIZE_BYTES,
+    S.SIZE_BYTES_GZIP,
+    S.LATENCY_B1,
+    S.LATENCY_B256,
+    S.TRAIN_TIME,
+    S.TRAIN_SAMPLES_PER_S,
+    S.TRAIN_EPOCHS,
+    S.TRAIN_STEPS,
+    S.TRAIN_PEAK_MEM,
+)
+
+
 def summary_problem(summary: dict[str, Any]) -> str | None:
     """What makes a parsed summary unusable for the report (fields of the wrong type), or None."""
     expected = {S.STATUS: str, "overrides": list, S.CHOICES: dict, "task_name": str, S.ERROR: str}
@@ -91,6 +112,16 @@ def summary_problem(summary: dict[str, Any]) -> str | None:
         return "it has no status"
     if any(not isinstance(item, str) for item in summary.get("overrides") or []):
         return "overrides must be strings"
+    seed = summary.get(S.SEED)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        return f"{S.SEED}={seed!r} is not an integer"
+    for key, value in summary.items():
+        if value is None or key == S.INT8 or key not in NUMERIC_KEYS and not key.startswith(NUMERIC_PREFIXES):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{key}={value!r} is not a number"
+        if key in NON_NEGATIVE_KEYS and value < 0:
+            return f"{key}={value!r} is negative"
     return None
 
 
