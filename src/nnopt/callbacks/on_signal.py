@@ -17,6 +17,11 @@ class SaveOnSignal(pl.Callback):
     `resume=true` then continues from that step. Lightning's own SIGTERM stop (`SIGTERMException`, raised after
     validation of the step) is covered too: the checkpoint is written in `on_exception` if not yet.
 
+    Under SLURM the same path serves every signal that means "stop now, continue later": SIGTERM (scancel,
+    scontrol requeue, preemption) and, in jobs of `hydra/launcher=slurm`, submitit's pre-timeout SIGUSR2 (the
+    launcher then requeues the job; the requeued job runs with resume=true). SIGUSR1 under SLURM stays Lightning's
+    (hpc_ckpt_N.ckpt + requeue). See README "Run on a SLURM cluster".
+
     Args:
         path: the checkpoint to write (the run's `checkpoints/last.ckpt`, which `resume=true` reads).
     """

@@ -7,7 +7,7 @@ Resuming (`resume=true`, SLURM requeue) is :func:`nnopt.checkpoint.resolve_resum
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.utilities import rank_zero_only
 
 from nnopt.distributed import hydra_ddp
@@ -22,9 +22,26 @@ def prepare(cfg: DictConfig, multirun: bool) -> None:
         hydra_ddp.reset_between_jobs()
         hydra_ddp.install_job_command()
     check(cfg)
+    pin_process_counts(cfg)
     rank = env_global_rank(device_count(OmegaConf.to_container(cfg.trainer, resolve=True)))
     if rank is not None:
         rank_zero_only.rank = rank
+
+
+def pin_process_counts(cfg: DictConfig) -> None:
+    """Replace interpolated `trainer.devices` / `trainer.num_nodes` by their values.
+
+    trainer=multinode reads them from SLURM's variables (`${oc.decode:${oc.env:SLURM_NNODES,1}}`); the config a
+    checkpoint stores must hold the numbers, as a stored config may not use oc.decode (a requeued job could not
+    resume otherwise)."""
+    trainer = cfg.get("trainer")
+    if trainer is None:
+        return
+    for key in ("devices", "num_nodes"):
+        if key in trainer and OmegaConf.is_interpolation(trainer, key):
+            value = trainer[key]
+            with read_write(trainer), open_dict(trainer):
+                trainer[key] = value
 
 
 def under_slurm() -> bool:
