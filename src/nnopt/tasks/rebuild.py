@@ -8,6 +8,7 @@ a change of what a checkpoint stores (e.g. shrunk layer widths) is taught here o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,22 +133,67 @@ def read(
     return ckpt, checkpoint.trusted_config(ckpt, path, key, chosen=allowed or None)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_numbers(value: Any) -> list[float] | None:
+    """`value` (a number or a flat list of numbers) as floats, or None when it is anything else or not finite."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+        return None
+    numbers = [float(v) for v in items]
+    return numbers if all(math.isfinite(v) for v in numbers) else None
+
+
 def stored_shapes(ckpt: dict[str, Any], path: str | Path, key: str) -> SimpleNamespace:
     """The input contract a checkpoint stores (shapes, task, standardisation) as the attributes a data module has.
 
+    Every value is checked before anything is built from it (a checkpoint is untrusted input): positive integer
+    dimensions and classes, a known task, finite statistics of the inputs' width (one, or one per feature) with
+    positive spreads.
+
     Raises:
-        CheckpointError: the file stores none (written by an older nnopt).
+        CheckpointError: the file stores none (written by an older nnopt), or a value that cannot be one.
     """
     info = ckpt.get(checkpoint.DATA_KEY)
     if not isinstance(info, dict) or not info.get("input_shape") or not info.get("num_classes"):
         raise CheckpointError(
             f"{key}={path} stores no input shape (written by an older nnopt): evaluate it with nnopt-eval ckpt_path=..."
         )
-    try:
-        shape = tuple(int(v) for v in info["input_shape"])
-        return SimpleNamespace(**{**info, "input_shape": shape, "num_classes": int(info["num_classes"])})
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{key}={path}: its stored input shape {info['input_shape']!r} is not a shape") from None
+
+    def bad(name: str, allowed: str) -> CheckpointError:
+        shown = repr(info[name])
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return CheckpointError(
+            f"{key}={path}: its stored {checkpoint.DATA_KEY}.{name}={shown} is invalid; allowed: {allowed}"
+        )
+
+    shape = info["input_shape"]
+    if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4 or not all(_is_int(v) and v > 0 for v in shape):
+        raise bad("input_shape", "1 to 4 positive integers, e.g. [1, 28, 28]")
+    if not _is_int(info["num_classes"]) or info["num_classes"] < 1:
+        raise bad("num_classes", "a positive integer")
+    if "task" in info and info["task"] not in spec.names():
+        raise bad("task", ", ".join(spec.names()))
+    widths = {1, int(shape[-1])} if len(shape) == 1 else {1}  # one statistic, or one per tabular feature
+    for name, positive in (("input_mean", False), ("input_std", True)):
+        if info.get(name) is None:
+            continue
+        numbers = _finite_numbers(info[name])
+        if numbers is None or len(numbers) not in widths or (positive and min(numbers) <= 0):
+            what = "positive" if positive else "finite"
+            raise bad(name, f"a {what} number{' or one per feature' if len(shape) == 1 else ''}")
+    for name in ("input_scale", "target_std"):
+        if info.get(name) is not None and (
+            (_finite_numbers(info[name]) or [0.0])[0] <= 0 or isinstance(info[name], list)
+        ):
+            raise bad(name, "a positive number")
+    if info.get("target_mean") is not None and (
+        _finite_numbers(info["target_mean"]) is None or isinstance(info["target_mean"], list)
+    ):
+        raise bad("target_mean", "a finite number")
+    return SimpleNamespace(**{**info, "input_shape": tuple(shape), "num_classes": int(info["num_classes"])})
 
 
 def restore(
