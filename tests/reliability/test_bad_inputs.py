@@ -207,7 +207,7 @@ CASES = [
     ("train", ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is out of range"),
     ("train", ["trainer.num_nodes=0"], "trainer.num_nodes=0 is out of range"),
     # issue 23: values that used to end in a traceback, exit 1, or a silent wrong value
-    ("train", ["trainer.limit_val_batches=0"], "limit_val_batches=0 runs no validation, but callbacks.model"),
+    ("train", ["trainer.limit_val_batches=0"], "limit_val_batches=0: validation is off, but callbacks.model"),
     ("train", ["task_name=" + "x" * 300], "(300 characters) is not allowed; allowed: a plain name of at most 200"),
     ("train", ["hydra.run.dir={root}/" + "y" * 300], "cannot be created (File name too long)"),
     ("train", ["efficiency.latency_repeats=0"], "latency_repeats=0 is out of range; allowed: an integer >= 1"),

@@ -268,6 +268,7 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(betas, list) and len(betas) != 2:
         raise ConfigError(f"optimizer.betas={betas!r} must have exactly 2 values (beta1, beta2), got {len(betas)}")
     _check_monitors(plain)
+    _check_file_names(plain)
     _check_checkpointing(plain)
 
 
@@ -282,6 +283,22 @@ def check_root(cfg: DictConfig) -> None:
             except Exception:  # noqa: BLE001 - `???`, `${hydra:...}`: only known once Hydra runs
                 continue
     check_node("", found, RootSchema)
+
+
+def _check_file_names(plain: Mapping[str, Any]) -> None:
+    """A secret's value in a callback's file name would be written into the file system in plain text."""
+    from nnopt import secrets
+
+    for name, node in (plain.get("callbacks") or {}).items():
+        if not isinstance(node, Mapping):
+            continue
+        for key in ("filename", "dirpath"):
+            leaked = secrets.leaked_in(str(node.get(key) or ""))
+            if leaked:
+                raise ConfigError(
+                    f"callbacks.{name}.{key} holds the value of ${leaked}: a file name is written in plain text; "
+                    "use a name without secrets"
+                )
 
 
 def _is_count(value: Any) -> bool:
@@ -348,7 +365,7 @@ def _check_monitors(plain: Mapping[str, Any]) -> None:
         limit = (plain.get("trainer") or {}).get("limit_val_batches")
         if limit is not None and not isinstance(limit, bool) and limit == 0 and str(monitor).startswith("val/"):
             raise ConfigError(
-                f"trainer.limit_val_batches={limit!r} runs no validation, but callbacks.{name}.monitor={monitor!r} "
+                f"trainer.limit_val_batches={limit!r}: validation is off, but callbacks.{name}.monitor={monitor!r} "
                 f"watches a validation metric; allowed: trainer.limit_val_batches > 0, or callbacks.{name}=null"
             )
 
