@@ -9,7 +9,8 @@
 #     hydra.sweeper.storage=postgresql+psycopg://nnopt@dbhost:5432/optuna hydra.sweeper.n_trials=16
 #
 # By hand instead of SLURM (one line per worker, any machines that reach the database):
-#   NNOPT_RUN_STAMP=my_study NNOPT_STUDY_WORKER=<0..N-1> nnopt-train hparams_search=digits_tpe hydra.sweeper.storage=...
+#   NNOPT_RUN_STAMP=my_study NNOPT_STUDY_WORKER=<0..N-1> nnopt-train resume=true hparams_search=digits_tpe \
+#     hydra.sweeper.storage=...
 #
 #SBATCH --job-name=nnopt-study
 #SBATCH --array=0-3                # 4 workers (sbatch --array=0-7 for 8)
@@ -28,4 +29,5 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-4}" WANDB_MODE="${WANDB_MODE:-off
 # One sweep dir for the whole array; a different sampler seed per worker (else they propose the same points).
 export NNOPT_RUN_STAMP="${NNOPT_RUN_STAMP:-study_${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-local}}}"
 export NNOPT_STUDY_WORKER="${SLURM_ARRAY_TASK_ID:-0}"
-exec nnopt-train -m "$@"
+# resume=true: the workers that start later (or a requeued one) join the sweep dir the first one created
+exec nnopt-train -m resume=true "$@"

@@ -302,7 +302,7 @@ def test_study_with_4_workers_as_a_slurm_array(cluster, tmp_path: Path, pg_url: 
     assert len(complete) == 8, "\n".join(o[-1500:] for o in outs.values())
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 8
     assert len({t.user_attrs["nnopt_worker"] for t in complete}) >= 2
-    sweep = tmp_path / "logs" / "hparams_digits_tpe" / "multiruns" / "study_test"
+    (sweep,) = list((tmp_path / "logs").glob("*/multiruns/study_test"))
     assert "n_trials: 8\n" in (sweep / "optimization_results.yaml").read_text()
     assert "8 jobs: 8 completed" in (sweep / "report.md").read_text()
     assert os.environ.get("SLURM_CONF") is None  # nothing leaked into the test process
