@@ -91,7 +91,7 @@ def check_component(key: str, value: Any) -> None:
 
     text = str(value)
     size = len(text.encode("utf-8", "surrogateescape"))
-    shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+    shown = repr(text) if len(text) <= MAX_COMPONENT else f"{text[:40]!r}... ({len(text)} characters)"
     bad = not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > MAX_COMPONENT
     if bad or size > 255:
         fail(
