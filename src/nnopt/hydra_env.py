@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def current() -> DictConfig | None:
@@ -35,9 +35,15 @@ def multirun_config() -> DictConfig | None:
 
 
 def overrides() -> list[str]:
-    """This job's command-line overrides (a sweep job: its own parameters and the sweep's fixed ones)."""
+    """This job's command-line overrides (a sweep job: its own parameters and the sweep's fixed ones), as typed."""
     hydra = current()
-    return list(hydra.overrides.task) if hydra is not None else []
+    return task_overrides(hydra) if hydra is not None else []
+
+
+def task_overrides(hydra: DictConfig) -> list[str]:
+    """`hydra.overrides.task` of a Hydra config as typed: iterating the ListConfig would resolve an override's
+    `${oc.env:...}` into the variable's value, which then lands in summaries, run names and tags."""
+    return [str(o) for o in OmegaConf.to_container(hydra.overrides.task, resolve=False)]
 
 
 def job_name() -> str | None:

@@ -171,6 +171,7 @@ class RunRecorder:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        secrets.use_config(cfg)  # the run's own secret variables (secrets.redact) before anything is written
         self.summary = base_summary(cfg)
         self.loggers: list = []
         #: set once every check passed and work starts: bad input before it changes nothing in an existing run dir

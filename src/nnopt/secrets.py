@@ -22,7 +22,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASS", "CRED", "AUTH", "PRIVATE")
+#: variables a run's config names as secrets besides those (`secrets.redact=[MY_VAR]`), set by :func:`use_config`
+_named: set[str] = set()
 #: shorter values are not secrets worth the name, and redacting them would mangle ordinary text
 MIN_LEN = 6
 _ENV_REF = re.compile(r"\$\{\s*(?:oc\.env|env)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
@@ -30,7 +32,20 @@ _ENV_REF = re.compile(r"\$\{\s*(?:oc\.env|env)\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
+    return name in _named or any(word in upper for word in SECRET_WORDS)
+
+
+def use_config(cfg: Any) -> None:
+    """Take the run's own list of secret variables (`secrets.redact: [MY_VAR, ...]`) into account from now on."""
+    node = cfg.get("secrets") if hasattr(cfg, "get") else None
+    names = node.get("redact") if hasattr(node, "get") else None
+    if names is None:
+        return
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        from nnopt.errors import ConfigError
+
+        raise ConfigError(f"secrets.redact={names!r} must be a list of environment variable names")
+    _named.update(str(n) for n in names)
 
 
 def secret_env() -> dict[str, str]:
@@ -65,18 +80,58 @@ def _escape(text: str) -> str:
     return text if text.startswith("\\${") else text.replace("${", "\\${")
 
 
-def _keep(raw: Any, resolved: Any, top_level: bool) -> Any:
+_NODE_REF = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
+
+
+def _env_keys(raw: dict[str, Any]) -> set[str]:
+    """Dotted keys whose value comes from an environment variable, directly or through `${other.key}` references
+    (e.g. `logger.wandb.tags: ${tags}` with `tags=[${oc.env:X}]`)."""
+    strings: dict[str, str] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(node, str) and "${" in node:
+            strings[path] = node
+
+    walk(raw, "")
+    found = {path for path, text in strings.items() if _ENV_REF.search(text)}
+    changed = True
+    while changed:
+        changed = False
+        for path, text in strings.items():
+            if path in found:
+                continue
+            refs = _NODE_REF.findall(text)
+            if any(
+                ref == key or key.startswith(f"{ref}.") or key.startswith(f"{ref}[") for ref in refs for key in found
+            ):
+                found.add(path)
+                changed = True
+    return found
+
+
+def _keep(raw: Any, resolved: Any, top_level: bool, env_keys: set[str] = frozenset(), path: str = "") -> Any:
     if isinstance(raw, str):
         names = _ENV_REF.findall(raw)
         if not names:
-            return resolved
+            # a reference to a value that came from the environment stays a reference (it resolves to the kept one)
+            return raw if path in env_keys else resolved
         if top_level or any(is_secret_name(n) for n in names):
             return _escape(raw)
         return raw
     if isinstance(raw, dict) and isinstance(resolved, dict):
-        return {k: _keep(raw.get(k), v, top_level) for k, v in resolved.items()}
+        return {
+            k: _keep(raw.get(k), v, top_level, env_keys, f"{path}.{k}" if path else str(k)) for k, v in resolved.items()
+        }
     if isinstance(raw, list) and isinstance(resolved, list) and len(raw) == len(resolved):
-        return [_keep(r, v, top_level) for r, v in zip(raw, resolved, strict=True)]
+        return [
+            _keep(r, v, top_level, env_keys, f"{path}[{i}]") for i, (r, v) in enumerate(zip(raw, resolved, strict=True))
+        ]
     return resolved
 
 
@@ -84,7 +139,8 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config to store with a run, env interpolations kept and secret values redacted (module doc)."""
     raw = OmegaConf.to_container(cfg, resolve=False)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    kept = {k: _keep(raw.get(k), v, top_level=not isinstance(v, dict)) for k, v in resolved.items()}
+    env_keys = _env_keys(raw)
+    kept = {k: _keep(raw.get(k), v, not isinstance(v, dict), env_keys, str(k)) for k, v in resolved.items()}
     return redact(kept)
 
 

@@ -142,7 +142,7 @@ def mlflow_args(node: dict[str, Any], run_dir: str | Path, resuming: bool) -> di
         store = (Path(hydra.sweep.dir) if hydra is not None else Path(run_dir)) / MLFLOW_STORE
         uri = args["tracking_uri"] = f"file:{store.resolve()}"
     if hydra is not None and node.get("run_name") is None:
-        overrides = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(_PLUMBING)]
+        overrides = [o for o in hydra_env.task_overrides(hydra) if not o.lstrip("+~").startswith(_PLUMBING)]
         args["run_name"] = f"{hydra.job.num}: {' '.join(overrides)}"[:250]
     if rank_zero_only.rank != 0:
         return args
@@ -181,7 +181,7 @@ def wandb_sweep_args(tags: list[str] | None = None) -> dict[str, Any]:
     hydra = hydra_env.multirun_config()
     if hydra is None:
         return {}
-    overrides = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(_PLUMBING)]
+    overrides = [o for o in hydra_env.task_overrides(hydra) if not o.lstrip("+~").startswith(_PLUMBING)]
     merged = list(dict.fromkeys([*(tags or []), *overrides]))
     return {"group": sweep_name(hydra.sweep.dir), "tags": [t[:64] for t in merged]}
 

@@ -49,7 +49,7 @@ def job_command(local_rank: int) -> tuple[list[str], str]:
     hc = HydraConfig.get()
     spec = getattr(__main__, "__spec__", None)
     module = spec.name if spec is not None and spec.name.startswith("nnopt.") else "nnopt.train"
-    command = [sys.executable, "-m", module, *_config_flags(sys.argv[1:]), *hc.overrides.task]
+    command = [sys.executable, "-m", module, *_config_flags(sys.argv[1:]), *hydra_env.task_overrides(hc)]
     command += [
         f'hydra.run.dir="{hc.runtime.output_dir}"',
         f"hydra.job.name={hc.job.name}_ddp_rank{local_rank}",

@@ -48,7 +48,7 @@ def find_previous_sweep(parent: Path, overrides: list[str]) -> Path | None:
     wanted = job_overrides(overrides)
     for candidate in sorted(parent.glob("*/multirun.yaml"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            old = OmegaConf.load(candidate).hydra.overrides.task
+            old = hydra_env.task_overrides(OmegaConf.load(candidate).hydra)
         except Exception:  # a foreign or broken multirun.yaml is simply not a match
             continue
         if job_overrides(list(old)) == wanted:

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from nnopt import hydra_env
 from nnopt.errors import NnoptError
 from nnopt.metrics import summary as S
 from nnopt.sweep import RESUME_KEY, find_previous_sweep
@@ -28,7 +29,7 @@ def empty_sweeps(config: DictConfig) -> list[str]:
     if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
         return []
     params = config.hydra.sweeper.get("params") or {}
-    args = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+    args = [*(f"{k}={v}" for k, v in params.items()), *hydra_env.task_overrides(config.hydra)]
     empty = []
     for override, arg in zip(OverridesParser.create().parse_overrides(args), args, strict=True):
         if not override.is_sweep_override():
@@ -93,7 +94,7 @@ class SweepCallback(Callback):
         if current.is_dir():
             return  # NNOPT_RUN_STAMP given (e.g. scripts/sbatch_sweep.sh): that sweep dir is re-entered
         parent = current.parent
-        previous = find_previous_sweep(parent, list(config.hydra.overrides.task))
+        previous = find_previous_sweep(parent, hydra_env.task_overrides(config.hydra))
         if previous is None:
             log.warning("resume=true: no earlier sweep with these overrides under %s; starting a new one", parent)
             return
