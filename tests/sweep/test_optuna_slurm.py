@@ -111,6 +111,9 @@ def test_slurm_submission_renders_nodes_and_gpus(tmp_path: Path, monkeypatch) ->
     import submitit.slurm.slurm as slurm
     from hydra.utils import instantiate
 
+    from nnopt.config import resolvers
+
+    resolvers.register()  # the sweep dir is ${run_stamp:}-based, as in nnopt-train
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
@@ -127,6 +130,7 @@ def test_slurm_submission_renders_nodes_and_gpus(tmp_path: Path, monkeypatch) ->
             ],
         )
     launcher = instantiate(cfg.hydra.launcher)
+    assert type(launcher).__name__ == "NnoptSlurmLauncher" and launcher.params["max_num_timeout"] == 3
     launcher.setup(hydra_context=None, task_function=lambda c: None, config=cfg)
     rendered: list[str] = []
 
@@ -151,6 +155,7 @@ def test_slurm_submission_renders_nodes_and_gpus(tmp_path: Path, monkeypatch) ->
         "#SBATCH --mem=32GB",
         "#SBATCH --time=240",
         "#SBATCH --array=0-1%2",
+        "#SBATCH --signal=USR2@120",  # the pre-timeout signal nnopt's launcher turns into checkpoint + requeue
     ):
         assert flag in text, (flag, text)
     assert "srun" in text and "submitit.core._submit" in text
