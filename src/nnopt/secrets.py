@@ -36,16 +36,12 @@ def is_secret_name(name: str) -> bool:
 
 
 def use_config(cfg: Any) -> None:
-    """Take the run's own list of secret variables (`secrets.redact: [MY_VAR, ...]`) into account from now on."""
+    """Take the run's own list of secret variables (`secrets.redact: [MY_VAR, ...]`) into account from now on (the
+    schema refuses a value that is not a list of names; this reads whatever names there are, before validation)."""
     node = cfg.get("secrets") if hasattr(cfg, "get") else None
     names = node.get("redact") if hasattr(node, "get") else None
-    if names is None:
-        return
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-        from nnopt.errors import ConfigError
-
-        raise ConfigError(f"secrets.redact={names!r} must be a list of environment variable names")
-    _named.update(str(n) for n in names)
+    if names is not None and not isinstance(names, str):
+        _named.update(str(n) for n in names if isinstance(n, str))
 
 
 def secret_env() -> dict[str, str]:

@@ -216,6 +216,7 @@ CASES = [
     ("train", ["callbacks.model_checkpoint.save_top_k=-5"], "save_top_k=-5 is out of range; allowed: -1 (every"),
     ("train", ["tags=5"], "tags=5 must be a list of strings"),
     ("train", ["tags=[ok,3]"], "tags[1]=3 has the wrong type; expected a string"),
+    ("train", ["secrets.redact=MY_VAR"], "secrets.redact='MY_VAR' must be a list of strings"),
     ("train", ["data=mnist", "data.dir={dirs[labels]}", "data.max_gb=0.0001"], "more than data.max_gb=0.0001"),
     ("train", ["data.max_gb=0"], "data.max_gb=0 is out of range"),
     ("train", ["data=mnist", "data.dir={dirs[nanlabels]}"], "label NaN (sample 7) is not a number"),

@@ -62,3 +62,8 @@ def test_a_secret_in_a_checkpoint_file_name_is_refused(tmp_path, monkeypatch) ->
     cfg = make_cfg(tmp_path, "callbacks.model_checkpoint.filename=${oc.env:MY_TOKEN}-best")
     with pytest.raises(ConfigError, match=r"callbacks.model_checkpoint.filename holds the value of \$MY_TOKEN"):
         validate(cfg)
+
+
+def test_secrets_redact_must_be_a_list_of_names(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"secrets.redact"):
+        validate(make_cfg(tmp_path, "secrets.redact=MY_VAR"))

@@ -198,6 +198,11 @@ class EfficiencySchema:
     latency_warmup: int = spec(int, ge=0)
 
 
+@dataclass
+class SecretsSchema:
+    redact: str = spec(str, each=True)
+
+
 #: group name -> schema (add a group's schema here)
 GROUP_SCHEMAS: dict[str, type] = {
     "data": DataSchema,
@@ -205,6 +210,7 @@ GROUP_SCHEMAS: dict[str, type] = {
     "optimizer": OptimizerSchema,
     "trainer": TrainerSchema,
     "efficiency": EfficiencySchema,
+    "secrets": SecretsSchema,
 }
 #: keys bounded by the checks of :func:`validate` beyond the fields above (a value, a sentinel or another key decides)
 CHECKED_KEYS = (
