@@ -195,12 +195,31 @@ def check_compatible(cfg: DictConfig, ckpt: dict[str, Any], path: str | Path, tr
             f"ckpt_path={path} holds no training state ({', '.join(missing)} missing): it can be evaluated "
             "(nnopt-eval) or fine-tuned from (compression=finetune compression.ckpt=...), not resumed"
         )
+    _check_training_state(ckpt, path)
     theirs = (saved.get("optimizer") or {}).get("_target_") if isinstance(saved.get("optimizer"), dict) else None
     mine = cfg.optimizer.get("_target_") if isinstance(cfg.get("optimizer"), DictConfig) else None
     if theirs != mine:
         raise CheckpointError(
             f"ckpt_path={path} was trained with optimizer {theirs}, this run uses {mine}: its optimizer state cannot "
             "be restored; resume with the same optimizer, or start from its weights with compression=finetune"
+        )
+
+
+def _check_training_state(ckpt: dict[str, Any], path: str | Path) -> None:
+    """The loop and optimizer state Lightning restores must have the shapes it expects (a crafted or damaged file
+    would end in a TypeError half-way through restoring)."""
+    loops, optimizers = ckpt.get("loops"), ckpt.get("optimizer_states")
+    problems = {
+        "loops": isinstance(loops, dict) and all(isinstance(v, dict) for v in loops.values()),
+        "optimizer_states": isinstance(optimizers, list) and all(isinstance(v, dict) for v in optimizers),
+        "epoch": isinstance(ckpt.get("epoch"), int) and not isinstance(ckpt.get("epoch"), bool) and ckpt["epoch"] >= 0,
+        "global_step": isinstance(ckpt.get("global_step"), int) and ckpt["global_step"] >= 0,
+    }
+    bad = next((key for key, ok in problems.items() if not ok), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"ckpt_path={path}: its training state `{bad}` is malformed ({type(ckpt.get(bad)).__name__}); "
+            "it cannot be resumed"
         )
 
 

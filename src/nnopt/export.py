@@ -254,10 +254,11 @@ def export_run(
     ckpt, cfg = rebuild.read(ckpt_path, config_dir=config_dir)
     out = Path(out_dir) if out_dir else ckpt_path.parent.parent / "onnx"
     info = ckpt.get(checkpoint.DATA_KEY) or {}
+    stored = rebuild.stored_shapes(ckpt, ckpt_path, "ckpt_path") if info else None  # checked: untrusted input
     dm = build.build_datamodule(cfg) if verify or not info else None  # data only to verify (or an older checkpoint)
     if dm is not None and not info:
         info = rebuild.data_info(dm, cfg)
-    shapes = dm if dm is not None else rebuild.stored_shapes(ckpt, ckpt_path, "ckpt_path")
+    shapes = dm if dm is not None else stored
     in_shape = tuple(int(v) for v in info["input_shape"])
     contract = input_contract(info)
     batches = eval_batches(dm, info) if verify else []

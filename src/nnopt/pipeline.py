@@ -50,6 +50,12 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     return {g: cfg[g].get("name") for g in CHOICE_GROUPS if isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]}
 
 
+def _tags(cfg: DictConfig) -> list[Any]:
+    """The run's tags as stored (a value that is not a list is the schema's to refuse, after the summary exists)."""
+    tags = secrets.run_config(cfg).get("tags")
+    return list(tags) if isinstance(tags, (list, tuple)) else []
+
+
 def base_summary(cfg: DictConfig) -> dict[str, Any]:
     summary = S.empty_summary()
     summary.update(
@@ -57,7 +63,7 @@ def base_summary(cfg: DictConfig) -> dict[str, Any]:
             S.SEED: cfg.get("seed"),
             S.CHOICES: choices(cfg),
             S.TASK_NAME: cfg.get("task_name"),
-            S.TAGS: list(secrets.run_config(cfg).get("tags") or []),  # ${oc.env:...} tags stay unresolved
+            S.TAGS: _tags(cfg),  # ${oc.env:...} tags stay unresolved
             S.OVERRIDES: hydra_env.overrides(),
             S.RUN_DIR: str(Path(cfg.paths.output_dir).resolve()),
             S.STARTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -51,9 +51,10 @@ def test_a_bogus_stored_contract_is_one_checkpoint_error(trained, key, value, al
     with pytest.raises(CheckpointError) as info:
         rebuild.from_checkpoint(path)
     assert str(info.value).startswith(expected), str(info.value)
-    with pytest.raises(CheckpointError) as info:
-        export_run(path, verify=False)
-    assert str(info.value).startswith(expected), str(info.value)
+    for verify in (False, True):  # verifying reads the data as well: the stored contract is checked first
+        with pytest.raises(CheckpointError) as info:
+            export_run(path, verify=verify)
+        assert str(info.value).startswith(expected), str(info.value)
     assert not (tmp_path / "run" / "onnx").exists()
 
 
@@ -61,3 +62,19 @@ def test_the_stored_contract_of_a_real_run_passes(trained):
     shapes = rebuild.stored_shapes(trained, "x.ckpt", "ckpt_path")
     assert shapes.input_shape == (1, 28, 28)
     assert shapes.num_classes == 10
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("loops", {"fit_loop": "x"}), ("loops", 3), ("optimizer_states", {"a": 1}), ("epoch", -1), ("global_step", "9")],
+)
+def test_a_malformed_training_state_refuses_resume_in_one_line(trained, key, value, tmp_path):
+    from nnopt.checkpoint import check_compatible
+    from nnopt.config.compose import compose_run_config
+
+    ckpt = copy.deepcopy(trained)
+    ckpt[key] = value
+    cfg = compose_run_config(tmp_path / "run", [*ONE_EPOCH])
+    with pytest.raises(CheckpointError, match=f"its training state `{key}` is malformed") as info:
+        check_compatible(cfg, ckpt, tmp_path / "elsewhere.ckpt")
+    assert len(str(info.value).splitlines()) == 1
