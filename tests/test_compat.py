@@ -229,3 +229,13 @@ def test_optuna_heartbeat_helpers_work_on_a_real_rdb_study(tmp_path: Path) -> No
     frozen = study.trials[alive.number]
     assert _compat.fail_trial(study, frozen) is True
     assert _compat.fail_trial(study, frozen) is False  # already finished
+
+
+def test_wandb_init_arguments_are_the_dict_lightning_passes_to_wandb_init(tmp_path, monkeypatch) -> None:
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = WandbLogger(save_dir=str(tmp_path), project="p", tags=["t"])
+    init = _compat.wandb_init_arguments(logger)
+    assert init is not None and init["project"] == "p" and init["tags"] == ["t"]
+    assert _compat.wandb_init_arguments(CSVLogger(str(tmp_path))) is None

@@ -14,6 +14,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("lightning_fabric.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
     ("pytorch_lightning.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
     ("pytorch_lightning.LightningModule", "_trainer"),
+    ("pytorch_lightning.loggers.wandb.WandbLogger", "_wandb_init"),
     ("pytorch_lightning.loops.training_epoch_loop._TrainingEpochLoop", "_batches_that_stepped"),
     ("pytorch_lightning.core.optimizer.LightningOptimizer", "_on_before_step"),
     ("pytorch_lightning.core.optimizer.LightningOptimizer", "_on_after_step"),
@@ -145,6 +146,13 @@ def rich_model_table(
 
     data = [(name, values) for name, values in summary_data if name not in leave_out]
     RichModelSummary.summarize(data, *args, **kwargs)
+
+
+def wandb_init_arguments(logger: Any) -> dict[str, Any] | None:
+    """The keyword arguments Lightning's WandbLogger will pass to `wandb.init` (a dict it keeps privately; there is
+    no public way to leave out one it sets itself, e.g. `anonymous=None`), or None for another logger."""
+    init = getattr(logger, "_wandb_init", None)
+    return init if isinstance(init, dict) else None
 
 
 # -- Optuna --------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnopt import hydra_env
+from nnopt import _compat, hydra_env
 from nnopt.secrets import redact
 
 log = logging.getLogger("nnopt")
@@ -235,8 +235,8 @@ def build_loggers(cfg: DictConfig, resuming: bool = False) -> list[Any]:
 def _drop_unset_anonymous(logger: Any) -> None:
     """Lightning's WandbLogger passes `anonymous=None` to `wandb.init`, which W&B 0.31 answers on every run with
     "The anonymous setting has no effect and will be removed": an unset value is left out (a user's own is kept)."""
-    init = getattr(logger, "_wandb_init", None)
-    if isinstance(init, dict) and init.get("anonymous", "") is None:
+    init = _compat.wandb_init_arguments(logger)
+    if init is not None and init.get("anonymous", "") is None:
         del init["anonymous"]
 
 
