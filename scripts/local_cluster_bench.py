@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nnopt-bench-"))
+    tmp.chmod(0o755)  # munged (user munge) and PostgreSQL (user postgres) work below it
     cluster = local_cluster.Cluster(tmp / "cluster")
     t0 = time.monotonic()
     cluster.start(cpus=args.cpus)
