@@ -59,7 +59,7 @@ def test_fused_steps_give_the_same_weights(tmp_path, case):
 
 
 def test_grouped_batches_keep_order_limit_and_resume_state():
-    from nnopt.data.base import DeferredBatch, TensorBatches
+    from nnopt.data.batches import DeferredBatch, TensorBatches
 
     x, y = torch.arange(20.0).view(20, 1), torch.arange(20)
     inner = TensorBatches(x, y, batch_size=2)
@@ -77,7 +77,7 @@ def test_deferred_batches_are_the_plain_batches_and_follow_lightnings_transfer()
     the device the batch is gathered onto."""
     from pytorch_lightning.utilities import move_data_to_device
 
-    from nnopt.data.base import TensorBatches
+    from nnopt.data.batches import TensorBatches
 
     x, y = torch.randn(23, 3), torch.arange(23)
     batches = TensorBatches(x, y, batch_size=5, shuffle=True, seed=3)

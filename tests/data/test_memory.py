@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from nnopt.data import base
+from nnopt.data import memory
 from nnopt.data.idx import IDX_FILES, IDXDataModule
 from nnopt.errors import DataError
 from tests.helpers import ROOT, cli_env
@@ -50,7 +50,7 @@ def test_a_data_set_larger_than_the_available_memory_is_refused_before_inflating
     n = 342_000  # 268 MB of uint8 pixels, ~1.1 GB as float32: the header is honest, the gzip file ~1.3 MB
     _honest_zeros(folder / IMAGES, n)
     write_idx(folder / (IDX_FILES["y_train"] + ".gz"), np.arange(n) % 10)
-    monkeypatch.setattr(base, "available_memory", lambda: 200 * 10**6)
+    monkeypatch.setattr(memory, "available_memory", lambda: 200 * 10**6)
     tracemalloc.start()
     start = time.perf_counter()
     try:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnopt.data.base import TensorBatches
+from nnopt.data.batches import TensorBatches
 from nnopt.data.digits import DigitsDataModule
 from nnopt.data.idx import IDXDataModule, read_idx
 from nnopt.data.synthetic import SyntheticDataModule

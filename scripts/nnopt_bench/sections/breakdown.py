@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from nnopt.config import instantiate
-from nnopt.data.base import TensorBatches
+from nnopt.data.batches import TensorBatches
 from nnopt_bench.config import BREAKDOWN, BREAKDOWN_LAYERS
 from nnopt_bench.results import measured, ratio, stats
 from nnopt_bench.runner import Bench

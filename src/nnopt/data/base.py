@@ -2,23 +2,37 @@
 
 Per-sample ``Dataset`` + collate costs ~0.1 ms per sample on CPU; slicing a resident tensor costs almost
 nothing, so small-model epochs are bound by the model, not the loader.
-Length: the in-memory path (checks, split, scaling, DDP-sharded batches with resumable position) is one mechanism
-shared by every source.
+The batches themselves are :mod:`nnopt.data.batches`; the memory budget and the compact conversion to float32 are
+:mod:`nnopt.data.memory`. Length: one data module for every source (checks, split, scaling, set-up per stage).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from nnopt.data.batches import DeferredBatch, TensorBatches
+from nnopt.data.memory import ROWS_CHUNK, available_memory, check_fits, float_tensor, memory_need
 from nnopt.errors import DataError
+
+__all__ = [
+    "CLASSIFICATION",
+    "REGRESSION",
+    "TASKS",
+    "Arrays",
+    "DeferredBatch",
+    "InMemoryDataModule",
+    "TensorBatches",
+    "available_memory",
+    "check_fits",
+    "check_labels",
+]
 
 #: what a data set asks of the model (data config key `task`)
 CLASSIFICATION, REGRESSION = "classification", "regression"
@@ -40,204 +54,6 @@ class Arrays:
 
 
 # -- memory ------------------------------------------------------------------------------------------------
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.3g}"
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        text = Path(path).read_text().split()[0]
-    except (OSError, IndexError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: the kernel's MemAvailable, or less under a cgroup memory limit;
-    None when unknown (then only `data.max_gb` limits a data set)."""
-    found: list[int] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # v1
-    ):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            found.append(max(0, limit - usage))
-    return min(found) if found else None
-
-
-def check_fits(need: int, what: str, max_gb: float | None = None) -> None:
-    """Refuse a data set needing `need` bytes of memory when that is more than `data.max_gb` or than the memory
-    available; `what` names the file (or source) and its declared size."""
-    limits = []
-    if max_gb is not None:
-        limits.append((max_gb * 1e9, f"data.max_gb={max_gb}"))
-    free = available_memory()
-    if free is not None:
-        limits.append((free, f"the {_gb(free)} GB of memory available"))
-    if not limits:
-        return
-    limit, text = min(limits, key=lambda item: item[0])
-    if need > limit:
-        raise DataError(
-            f"{what}; the data set needs {_gb(need)} GB in memory (decoded data and float32 tensors), more than "
-            f"{text}; use fewer samples or a machine with more memory"
-            + (" (or raise data.max_gb)" if text.startswith("data.max_gb") else "")
-        )
-
-
-def memory_need(x: np.ndarray, y: np.ndarray | None = None) -> int:
-    """Bytes a split costs while its tensors are made: the source's arrays plus float32 inputs and 8-byte targets."""
-    need = x.nbytes + x.size * 4
-    if y is not None:
-        need += y.nbytes + len(y) * 8
-    return need
-
-
-_ROWS_CHUNK = 1 << 24  # elements converted at a time: the temporary copy of a chunk stays small
-
-
-def _float_tensor(x: np.ndarray, index: np.ndarray | None, factor: float | None) -> torch.Tensor:
-    """Rows `index` of `x` (all when None) as one new float32 tensor, converted chunk by chunk: no full-size float64
-    or uint8 intermediate, and the source array keeps its compact dtype."""
-    n = len(x) if index is None else len(index)
-    out = torch.empty((n, *x.shape[1:]), dtype=torch.float32)
-    dest = out.numpy()
-    step = max(1, _ROWS_CHUNK // max(1, math.prod(x.shape[1:])))
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        rows = x[start:stop] if index is None else x[index[start:stop]]
-        if factor is None:
-            dest[start:stop] = rows
-        else:
-            np.multiply(rows, factor, out=dest[start:stop], dtype=np.float32)
-    return out
-
-
-class DeferredBatch:
-    """One batch of resident tensors, gathered when its optimizer step runs (`trainer.fused_steps`).
-
-    A fused `training_step` receives K batches at once; gathered up front they are K x batch bytes away from their
-    step and out of the core's cache by then (~2 % of a small model's step at K=16, ~8 % at K=64). Lightning's
-    batch transfer calls `to(device)`, which only records where `gather` puts the batch.
-    """
-
-    __slots__ = ("x", "y", "index", "device")
-
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | slice, device: torch.device | None = None
-    ) -> None:
-        self.x, self.y, self.index, self.device = x, y, index, device
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.index) if isinstance(self.index, torch.Tensor) else self.index.stop - self.index.start
-
-    def to(self, device: torch.device | str, *args: Any, **kwargs: Any) -> DeferredBatch:
-        return DeferredBatch(self.x, self.y, self.index, torch.device(device))
-
-    def gather(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.x[self.index], self.y[self.index]
-        if self.device is not None and x.device != self.device:
-            x, y = x.to(self.device), y.to(self.device)
-        return x, y
-
-
-class TensorBatches:
-    """Iterable of (x, y) batches sliced from resident tensors.
-
-    `batch_size` is the *global* batch: under DDP each rank takes its contiguous share of every global
-    batch, so N processes see the same samples per step as one process does. Shuffled (training) batches
-    are split into equal shares, so DDP's gradient average equals the one-process batch mean; the last
-    batch drops its remainder (< world_size samples) for that. Evaluation batches keep every sample
-    (metrics are summed across ranks) and a rank skips a batch whose share is empty.
-    The shuffle order depends on `seed` and the epoch returned by `epoch_fn`, so a resumed run sees the
-    same order as an uninterrupted one; `state_dict` holds how many batches of the epoch were handed out,
-    so Lightning resumes a mid-epoch checkpoint at the next batch instead of the first.
-    """
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch_fn: Callable[[], int] = lambda: 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch_fn = epoch_fn
-        self.rank, self.world_size = rank, world_size
-        self._epoch, self._served = -1, 0  # progress of the current epoch (resume state)
-        self._resume: tuple[int, int] | None = None
-
-    def _slices(self) -> list[tuple[int, int]]:
-        """(start, stop) of this rank's share of every global batch, in batch order."""
-        n, bs, world = len(self.x), self.batch_size, self.world_size
-        out = []
-        for start in range(0, n, bs):
-            stop = min(start + bs, n)
-            if world > 1:
-                if self.shuffle:
-                    per = (stop - start) // world
-                    start, stop = start + self.rank * per, start + (self.rank + 1) * per
-                else:
-                    per = math.ceil((stop - start) / world)
-                    start, stop = start + self.rank * per, min(start + (self.rank + 1) * per, stop)
-                if stop <= start:
-                    continue
-            out.append((start, stop))
-        return out
-
-    def __len__(self) -> int:
-        return len(self._slices())
-
-    def _indices(self) -> Iterator[torch.Tensor | slice]:
-        """This epoch's batches as row indices into `x`/`y` (after the batches a mid-epoch resume skips)."""
-        epoch = self.epoch_fn()
-        skip = 0
-        if self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
-        self._resume = None
-        self._epoch, self._served = epoch, skip
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            order = torch.randperm(len(self.x), generator=gen).to(self.x.device)
-        for i, (start, stop) in enumerate(self._slices()):
-            if i < skip:
-                continue
-            self._served = i + 1
-            yield order[start:stop] if self.shuffle else slice(start, stop)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for index in self._indices():
-            yield self.x[index], self.y[index]
-
-    def deferred(self) -> Iterator[DeferredBatch]:
-        """The same batches (and resume state) as iteration, each gathered only when its step runs."""
-        for index in self._indices():
-            yield DeferredBatch(self.x, self.y, index)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch, "batches": self._served}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume inside an epoch: the next iteration of that epoch starts after the batches already trained."""
-        epoch, served = int(state.get("epoch", -1)), int(state.get("batches", 0))
-        self._resume = (epoch, served) if 0 < served < len(self) else None
-
-
 class InMemoryDataModule(pl.LightningDataModule):
     """Shared DataModule: a source implements :meth:`load_arrays`; splitting, scaling and batching live here."""
 
@@ -332,7 +148,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         y_dtype = torch.float32 if regression else torch.int64
         raw_uint8 = arrays.x_train.dtype == np.uint8 and arrays.x_factor is None
         tensors = {
-            split: (_float_tensor(x, index, arrays.x_factor), torch.as_tensor(y, dtype=y_dtype))
+            split: (float_tensor(x, index, arrays.x_factor), torch.as_tensor(y, dtype=y_dtype))
             for split, (x, index, y) in splits.items()
         }
         del arrays, x_tr, x_te, splits
@@ -433,7 +249,7 @@ def _checked(
 def _non_finite_rows(values: np.ndarray) -> np.ndarray:
     """Indices of the rows of `values` holding NaN/Inf, checked a chunk of rows at a time (no full-size mask)."""
     flat = values.reshape(len(values), -1)
-    step = max(1, _ROWS_CHUNK // max(1, flat.shape[1]))
+    step = max(1, ROWS_CHUNK // max(1, flat.shape[1]))
     bad = [
         start + np.flatnonzero(~np.isfinite(flat[start : start + step]).all(axis=1))
         for start in range(0, len(flat), step)

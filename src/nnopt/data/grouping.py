@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from nnopt.data.base import DeferredBatch
+from nnopt.data.batches import DeferredBatch
 
 
 class BatchGroup(list):
