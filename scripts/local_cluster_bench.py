@@ -45,7 +45,7 @@ def wait_gone(cluster, job: str, timeout: float = 1800) -> None:
     raise RuntimeError(f"job {job} still queued after {timeout} s")
 
 
-def study(cluster, tmp: Path, workers: int, trials: int) -> dict:
+def study(cluster, tmp: Path, workers: int, trials: int, trial_args: list[str]) -> dict:
     import optuna
     import psycopg
 
@@ -57,7 +57,7 @@ def study(cluster, tmp: Path, workers: int, trials: int) -> dict:
     node_url = f"postgresql+psycopg://nnopt@{cluster.state['bridge_ip']}:{port}/{db}"
     args = [
         "hparams_search=digits_tpe",
-        "debug=fast",
+        *trial_args,
         "callbacks.progress_bar=null",
         "callbacks.model_summary=null",
         f"hydra.sweeper.storage={node_url}",
@@ -94,13 +94,13 @@ EPOCH = ["trainer.max_epochs=1", "callbacks.early_stopping=null", "callbacks.pro
 EPOCH += ["callbacks.model_summary=null", "data.batch_size=128"]
 
 
-def ddp_epoch(cluster, tmp: Path) -> dict:
+def ddp_epoch(cluster, tmp: Path, data: list[str]) -> dict:
     run_dir = tmp / "ddp"
     flags = ["--nodes=2", "--ntasks-per-node=1", "--partition=debug", "--gpus-per-node=0", "--cpus-per-task=1"]
     flags += ["--mem=1G", f"--output={tmp}/ddp-%j.out", "--parsable"]
     t0 = time.monotonic()
     res = subprocess.run(
-        ["sbatch", *flags, "scripts/slurm_multinode.sbatch", *EPOCH, f"paths.log_dir={tmp / 'ddplogs'}"],
+        ["sbatch", *flags, "scripts/slurm_multinode.sbatch", *EPOCH, *data, f"paths.log_dir={tmp / 'ddplogs'}"],
         env=env_for(cluster, NNOPT_RUN_DIR=str(run_dir)),
         cwd=ROOT,
         capture_output=True,
@@ -113,7 +113,16 @@ def ddp_epoch(cluster, tmp: Path) -> dict:
     one = tmp / "one"
     t1 = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "nnopt.train", "trainer=cpu", *EPOCH, f"hydra.run.dir={one}", f"paths.log_dir={tmp}"],
+        [
+            sys.executable,
+            "-m",
+            "nnopt.train",
+            "trainer=cpu",
+            *EPOCH,
+            *data,
+            f"hydra.run.dir={one}",
+            f"paths.log_dir={tmp}",
+        ],
         env={**env_for(cluster), "MASTER_ADDR": "127.0.0.1"},
         cwd=ROOT,
         check=True,
@@ -137,6 +146,10 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs per node (4 workers at once need 2)")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--trial", default="debug=fast", help="overrides of each study trial (space-separated)")
+    parser.add_argument("--ddp-data", default="data=digits", help="overrides of the DDP epoch run")
+    parser.add_argument("--no-study", action="store_true")
+    parser.add_argument("--no-ddp", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nnopt-bench-"))
     tmp.chmod(0o755)  # munged (user munge) and PostgreSQL (user postgres) work below it
@@ -145,15 +158,15 @@ def main() -> int:
     cluster.start(cpus=args.cpus)
     started = time.monotonic() - t0
     try:
-        rows = [study(cluster, tmp, w, args.trials) for w in (1, 4)]
-        ddp = ddp_epoch(cluster, tmp)
+        rows = [] if args.no_study else [study(cluster, tmp, w, args.trials, args.trial.split()) for w in (1, 4)]
+        ddp = None if args.no_ddp else ddp_epoch(cluster, tmp, args.ddp_data.split())
     finally:
         t1 = time.monotonic()
         cluster.stop()
         stopped = time.monotonic() - t1
     lines = [
         f"Local cluster: 2 nodes x {args.cpus} CPUs (network namespaces on one {os.cpu_count()}-core machine); "
-        f"start {started:.1f} s, stop {stopped:.1f} s.",
+        f"start {started:.1f} s, stop {stopped:.1f} s. Trials: `{args.trial}`; DDP epoch: `{args.ddp_data}`.",
         "",
         "| workers | wall s | trials complete | trials/min | duplicates | failed |",
         "|---|---|---|---|---|---|",
@@ -162,13 +175,16 @@ def main() -> int:
             f"{r['failed']} |"
             for r in rows
         ],
-        "",
-        "| one digits epoch (batch 128) | train s | job wall s | val/acc_best |",
-        "|---|---|---|---|",
-        f"| 2-node DDP (world size {ddp['ddp_world_size']}) | {ddp['ddp_train_s']} | {ddp['ddp_job_wall_s']} | "
-        f"{ddp['ddp_val_acc']} |",
-        f"| one process | {ddp['one_train_s']} | {ddp['one_wall_s']} | {ddp['one_val_acc']} |",
     ]
+    if ddp:
+        lines += [
+            "",
+            "| one epoch (batch 128) | train s | job wall s | val/acc_best |",
+            "|---|---|---|---|",
+            f"| 2-node DDP (world size {ddp['ddp_world_size']}) | {ddp['ddp_train_s']:.2f} | {ddp['ddp_job_wall_s']} | "
+            f"{ddp['ddp_val_acc']:.4f} |",
+            f"| one process | {ddp['one_train_s']:.2f} | {ddp['one_wall_s']} | {ddp['one_val_acc']:.4f} |",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
