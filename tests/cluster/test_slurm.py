@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import torch
 
 from nnopt.metrics import summary as S
 from tests.distributed.test_ddp import RUN, max_diff, weights
 from tests.helpers import QUIET, ROOT, cli_env
+
+pytestmark = pytest.mark.cluster
 
 PYTHON = sys.executable
 #: every sweep job: one CPU of one node, no GPU

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.sweep.test_optuna_workers import (
@@ -24,6 +25,8 @@ from tests.sweep.test_optuna_workers import (
     wait_all,
     wait_for_running_trial_of,
 )
+
+pytestmark = pytest.mark.cluster
 
 
 def test_four_workers_run_16_trials_exactly(tmp_path: Path, pg_url: str) -> None:
