@@ -23,7 +23,7 @@ import torch
 
 from nnopt.metrics import summary as S
 from tests.distributed.test_ddp import RUN, max_diff, weights
-from tests.helpers import QUIET, ROOT, cli_env
+from tests.helpers import CLI_TIMEOUT, QUIET, ROOT, cli_env
 
 pytestmark = pytest.mark.cluster
 
@@ -56,7 +56,7 @@ def slurm_env(cluster, **extra: str) -> dict[str, str]:
 
 
 def slurm(cluster, *cmd: str, check: bool = True) -> str:
-    res = subprocess.run(list(cmd), env=slurm_env(cluster), capture_output=True, text=True, timeout=60)
+    res = subprocess.run(list(cmd), env=slurm_env(cluster), capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert not check or res.returncode == 0, res.stderr
     return res.stdout
 
@@ -131,7 +131,7 @@ def reference_run(tmp_path: Path, *args: str) -> Path:
     """The same training as one plain local process (no SLURM), for the weights to compare with."""
     run_dir = tmp_path / "reference"
     cmd = [PYTHON, "-m", "nnopt.train", *args, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'ref'}"]
-    res = subprocess.run(cmd, env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert res.returncode == 0, res.stderr[-3000:]
     return run_dir
 
@@ -141,7 +141,7 @@ def test_sweep_runs_as_slurm_jobs_and_scancel_of_one_is_recorded(cluster, tmp_pa
     proc, log = start_sweep(cluster, tmp_path, *FIXED, *SLOW, "+callbacks.slow.seconds=0,0.01,0.02,1")
     try:
         steps_file = lambda: next((tmp_path / "logs").glob("*/multiruns/*/3/steps.txt"), None)  # noqa: E731
-        wait_until("job 3 training", lambda: steps_file() is not None and steps(steps_file()) >= 3, timeout=300)
+        wait_until("job 3 training", lambda: steps_file() is not None and steps(steps_file()) >= 3, timeout=CLI_TIMEOUT)
         out = slurm(cluster, "squeue", "-h", "-o", "%i")
         job3 = [j for j in out.split() if j.endswith("_3")]
         assert len(job3) == 1, out
@@ -169,7 +169,7 @@ def test_scontrol_requeue_continues_from_the_checkpoint_with_the_same_weights(cl
     proc, log = start_sweep(cluster, tmp_path, *FIXED, *SLOW, "+callbacks.slow.seconds=0.5", "seed=1")
     try:
         steps_file = lambda: next((tmp_path / "logs").glob("*/multiruns/*/0/steps.txt"), None)  # noqa: E731
-        wait_until("training", lambda: steps_file() is not None and steps(steps_file()) >= 6, timeout=300)
+        wait_until("training", lambda: steps_file() is not None and steps(steps_file()) >= 6, timeout=CLI_TIMEOUT)
         (job,) = jobs(cluster)
         slurm(cluster, "scontrol", "requeue", job)
         release_requeued(cluster, job)
@@ -241,7 +241,7 @@ def test_two_node_ddp_job_matches_one_process_and_resumes_after_requeue(cluster,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=CLI_TIMEOUT,
     )
     assert res.returncode == 0, res.stderr
     job = res.stdout.strip().split(";")[0]
@@ -250,10 +250,10 @@ def test_two_node_ddp_job_matches_one_process_and_resumes_after_requeue(cluster,
         assert job in jobs(cluster), "".join(p.read_text() for p in tmp_path.glob("ddp-*.out"))[-3000:]
         return steps(run_dir / "steps.txt") >= 4
 
-    wait_until("DDP training", training, timeout=300)
+    wait_until("DDP training", training, timeout=CLI_TIMEOUT)
     slurm(cluster, "scontrol", "requeue", job)
     release_requeued(cluster, job)
-    wait_until("the DDP job to end", lambda: job not in jobs(cluster), timeout=400, every=1)
+    wait_until("the DDP job to end", lambda: job not in jobs(cluster), timeout=CLI_TIMEOUT, every=1)
     out = "".join(p.read_text() for p in tmp_path.glob("ddp-*.out"))
     summary = json.loads((run_dir / S.FILENAME).read_text())
     assert summary[S.STATUS] == S.COMPLETED, out[-3000:]
@@ -270,7 +270,7 @@ def test_unknown_partition_is_sbatchs_refusal_in_one_line(cluster, tmp_path: Pat
         a if not a.startswith("hydra.launcher.partition=") else "hydra.launcher.partition=nope" for a in LAUNCHER
     ]
     cmd = [PYTHON, "-m", "nnopt.train", "-m", *launcher, *FIXED, "seed=1,2", f"paths.log_dir={tmp_path / 'logs'}"]
-    res = subprocess.run(cmd, env=slurm_env(cluster), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, env=slurm_env(cluster), cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert res.returncode == 2, res.stderr[-3000:]
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert lines[-1] == (

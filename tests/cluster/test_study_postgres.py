@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.helpers import CLI_TIMEOUT
 from tests.sweep.test_optuna_workers import (
     SURPLUS_ATTR,
     WORKER_ATTR,
@@ -75,7 +76,7 @@ def test_kill_9_of_one_worker_its_trial_goes_stale_and_is_retried(tmp_path: Path
 
 def test_a_database_that_does_not_exist_is_one_line(tmp_path: Path, cluster) -> None:
     url = f"postgresql+psycopg://nnopt@127.0.0.1:{cluster.state['pg_port']}/nope"
-    res = subprocess.run(toy_cmd(url, tmp_path), env=toy_env(), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(toy_cmd(url, tmp_path), env=toy_env(), capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr

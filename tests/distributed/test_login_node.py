@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.helpers import CLI_TIMEOUT
+
 CODE = (
     "from nnopt import runtime; runtime.configure(); import pytorch_lightning as pl; "
     "pl.Trainer(accelerator='cpu', devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, "
@@ -26,7 +28,7 @@ def _build(tmp_path, **extra: str) -> subprocess.CompletedProcess:
     srun.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.update(PATH=f"{fake}{os.pathsep}{env.get('PATH', '')}", PYTHONWARNINGS="default", **extra)
-    return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
 
 
 def test_login_node_is_quiet(tmp_path):

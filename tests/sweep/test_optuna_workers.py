@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hydra_plugins.nnopt_optuna_sweeper.optuna_sweeper import SURPLUS_ATTR, WORKER_ATTR, NnoptOptunaSweeper
+from tests.helpers import CLI_TIMEOUT
 
 TOY = Path(__file__).with_name("toy_study.py")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -189,7 +190,7 @@ def test_a_slow_trial_does_not_hold_the_others_back(tmp_path: Path) -> None:
     ],
 )
 def test_bad_storage_is_one_line_and_starts_nothing(tmp_path: Path, storage: str, says: str) -> None:
-    res = subprocess.run(toy_cmd(storage, tmp_path), env=toy_env(), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(toy_cmd(storage, tmp_path), env=toy_env(), capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"nnopt: error: {says}"), res.stderr[-2000:]
@@ -210,7 +211,11 @@ def test_worker_joining_a_different_study_is_refused(tmp_path: Path, change: lis
     assert first.returncode == 0, first.stderr[-2000:]
     before = sorted(p.name for p in (tmp_path / "out").iterdir())
     res = subprocess.run(
-        [*toy_cmd(url, tmp_path, n_trials=2), *change], env=toy_env(1), capture_output=True, text=True, timeout=120
+        [*toy_cmd(url, tmp_path, n_trials=2), *change],
+        env=toy_env(1),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
     )
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
