@@ -49,6 +49,25 @@ def with_resume(overrides: Sequence[str]) -> list[str]:
     return list(overrides) if "resume" in keys else [*overrides, "resume=true"]
 
 
+class _SacctOnce(logging.Filter):
+    """submitit warns "Bypassing sacct error" on every status poll of a cluster without job accounting: say it once
+    (nnopt's own wait reads job states with scontrol, which needs no accounting)."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in str(record.msg):
+            return True
+        if _SacctOnce.seen:
+            return False
+        _SacctOnce.seen = True
+        record.msg, record.args = "sacct failed (no job accounting here?); job states are read with scontrol", ()
+        return True
+
+
+SACCT_ONCE = _SacctOnce()
+
+
 def sbatch_error(text: str) -> str:
     """sbatch's own reason from submitit's error text ("sbatch: error: Batch job submission failed: <reason>")."""
     reasons = [line.split("error:", 1)[1].strip() for line in text.splitlines() if "sbatch: error:" in line]
@@ -117,6 +136,8 @@ class NnoptSlurmLauncher(SlurmLauncher):
 
         assert self.config is not None
         assert len(job_overrides) > 0
+        if SACCT_ONCE not in logging.getLogger("submitit").filters:
+            logging.getLogger("submitit").addFilter(SACCT_ONCE)
         params = self.params
         init_keys = {"max_num_timeout", "submitit_folder"}
         executor = submitit.AutoExecutor(
