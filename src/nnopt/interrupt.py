@@ -73,7 +73,9 @@ def reset() -> None:
     _received, _deferred, _saved_to, _saved_step = None, False, None, None
 
 
-def _handler(signum: int, _frame: Any) -> None:
+def on_signal(signum: int, _frame: Any) -> None:
+    """The handler nnopt installs for its signals (SIGTERM, SIGINT, SIGUSR1; a launcher may add its own, e.g. SIGUSR2):
+    record the first, and stop now unless training defers it to the end of the step."""
     global _received
     first = _received is None
     if first:
@@ -103,7 +105,7 @@ def install() -> dict[int, Any]:
     for signum in SIGNALS:
         if signum == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
             continue
-        previous[signum] = signal.signal(signum, _handler)
+        previous[signum] = signal.signal(signum, on_signal)
     return previous
 
 

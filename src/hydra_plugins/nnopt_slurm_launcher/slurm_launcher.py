@@ -97,7 +97,7 @@ class NnoptSlurmLauncher(SlurmLauncher):
             sweep_overrides = with_resume(sweep_overrides)
         interrupt.reset()
         previous = interrupt.install()  # SIGTERM / SIGINT: checkpoint at the end of the step (SIGUSR1: Lightning's)
-        previous[PRE_TIMEOUT] = signal.signal(PRE_TIMEOUT, interrupt._handler)  # replaces submitit's requeue
+        previous[PRE_TIMEOUT] = signal.signal(PRE_TIMEOUT, interrupt.on_signal)  # replaces submitit's requeue
         try:
             return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
         except BaseException as exc:
